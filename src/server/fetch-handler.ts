@@ -1,0 +1,143 @@
+/**
+ * The gateway's core: one Web-standard fetch handler, `(Request) => Response`,
+ * with no Deno or Node API in it, so the front runs on any fetch runtime.
+ * It serves Connect and gRPC-Web (native gRPC needs HTTP trailers, which a
+ * fetch Response can't carry; see grpc-server.ts), health checks, CORS, and
+ * whatever extra routes are chained in (the HTTP/JSON surface).
+ */
+import { cors, createConnectRouter } from "@connectrpc/connect";
+import {
+  type UniversalHandler,
+  universalServerRequestFromFetch,
+  universalServerResponseToFetch,
+} from "@connectrpc/connect/protocol";
+import { registerServices } from "../front/connect-services.ts";
+import { webGzip } from "../front/gzip.ts";
+import type { Gateway } from "../gateway/gateway.ts";
+
+/** A route that answers the requests it owns and returns undefined for others. */
+export type FetchRoute = (
+  request: Request,
+) => Promise<Response> | Response | undefined;
+
+export interface FetchHandlerOptions {
+  /** Origins allowed to call from a browser; "*" for any. Empty: no CORS. */
+  corsOrigins?: string[];
+  /** Routes tried before the RPC routes, in order. */
+  routes?: FetchRoute[];
+  /** Largest request message accepted, in bytes. */
+  readMaxBytes?: number;
+  /** Aborts every running call, for a graceful shutdown. */
+  shutdownSignal?: AbortSignal;
+}
+
+/** Requests are a few hundred bytes; anything near this is an attack. */
+export const DEFAULT_READ_MAX_BYTES = 64 * 1024;
+
+export function rpcHandlers(
+  gateway: Gateway,
+  protocols: { grpc: boolean },
+  options: FetchHandlerOptions = {},
+): UniversalHandler[] {
+  const router = createConnectRouter({
+    grpc: protocols.grpc,
+    acceptCompression: [webGzip],
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    shutdownSignal: options.shutdownSignal,
+  });
+  registerServices(gateway)(router);
+  return router.handlers;
+}
+
+export function createFetchHandler(
+  gateway: Gateway,
+  options: FetchHandlerOptions = {},
+): (request: Request) => Promise<Response> {
+  const byPath = new Map<string, UniversalHandler>();
+  for (const h of rpcHandlers(gateway, { grpc: false }, options)) {
+    byPath.set(h.requestPath, h);
+  }
+  const corsHeaders = corsHeadersFor(options.corsOrigins ?? []);
+
+  async function route(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/healthz" || url.pathname === "/readyz") {
+      return Response.json({ status: "ok", backend: gateway.backend.name });
+    }
+    for (const r of options.routes ?? []) {
+      const response = await r(request);
+      if (response) return response;
+    }
+    const handler = byPath.get(url.pathname);
+    if (!handler) {
+      return Response.json(
+        { code: "not_found", message: `no route for ${url.pathname}` },
+        { status: 404 },
+      );
+    }
+    const contentType = request.headers.get("content-type") ?? "";
+    if (
+      contentType.startsWith("application/grpc") &&
+      !contentType.startsWith("application/grpc-web")
+    ) {
+      return Response.json(
+        {
+          code: "unimplemented",
+          message:
+            "native gRPC is served on the gateway's gRPC port (HTTP/2, default 8081)",
+        },
+        { status: 415 },
+      );
+    }
+    const universalResponse = await handler(
+      universalServerRequestFromFetch(request, {}),
+    );
+    return universalServerResponseToFetch(universalResponse);
+  }
+
+  return async (request) => {
+    const origin = request.headers.get("origin");
+    const allowOrigin = origin && corsHeaders
+      ? corsHeaders.allow(origin)
+      : undefined;
+    if (request.method === "OPTIONS" && allowOrigin) {
+      return new Response(null, {
+        status: 204,
+        headers: {
+          ...corsHeaders!.preflight,
+          "access-control-allow-origin": allowOrigin,
+          vary: "origin",
+        },
+      });
+    }
+    const response = await route(request);
+    if (allowOrigin) {
+      response.headers.set("access-control-allow-origin", allowOrigin);
+      response.headers.set(
+        "access-control-expose-headers",
+        corsHeaders!.expose,
+      );
+      response.headers.append("vary", "origin");
+    }
+    return response;
+  };
+}
+
+function corsHeadersFor(origins: string[]) {
+  if (origins.length === 0) return undefined;
+  const any = origins.includes("*");
+  return {
+    allow: (origin: string) =>
+      any ? "*" : origins.includes(origin) ? origin : undefined,
+    preflight: {
+      "access-control-allow-methods": [...cors.allowedMethods].join(", "),
+      "access-control-allow-headers": [
+        ...cors.allowedHeaders,
+        "authorization",
+        "last-event-id",
+      ].join(", "),
+      "access-control-max-age": "7200",
+    },
+    expose: [...cors.exposedHeaders].join(", "),
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * Assembles a running gateway from a Config: backend, auth, the fetch front
+ * on Deno.serve, and native gRPC on node:http2. `main.ts` and the tests both
+ * start gateways through here.
+ */
+import type { Authenticator } from "../auth/authenticator.ts";
+import { NoAuth } from "../auth/authenticator.ts";
+import type { Config } from "../config.ts";
+import { Gateway } from "../gateway/gateway.ts";
+import type { Backend } from "../upstream/backend.ts";
+import { startHttpServer } from "./deno-server.ts";
+import { createFetchHandler, type FetchRoute } from "./fetch-handler.ts";
+import { startGrpcServer } from "./grpc-server.ts";
+
+export interface RunningGateway {
+  gateway: Gateway;
+  /** Connect, gRPC-Web, HTTP/JSON. */
+  httpUrl: string;
+  /** Native gRPC (also Connect and gRPC-Web) over HTTP/2. */
+  grpcUrl: string;
+  close(): Promise<void>;
+}
+
+export interface GatewayParts {
+  backend: Backend;
+  auth?: Authenticator;
+  /** Extra fetch routes (HTTP/JSON, UI) in front of the RPC routes. */
+  routes?: (gateway: Gateway) => FetchRoute[];
+}
+
+export async function startGateway(
+  config: Pick<
+    Config,
+    "host" | "port" | "grpcPort" | "corsOrigins" | "tlsCert" | "tlsKey"
+  >,
+  parts: GatewayParts,
+): Promise<RunningGateway> {
+  const gateway = new Gateway(parts.backend, parts.auth ?? new NoAuth());
+  const shutdown = new AbortController();
+  const tls = config.tlsCert && config.tlsKey
+    ? {
+      tlsCert: await Deno.readTextFile(config.tlsCert),
+      tlsKey: await Deno.readTextFile(config.tlsKey),
+    }
+    : {};
+  const handler = createFetchHandler(gateway, {
+    corsOrigins: config.corsOrigins,
+    routes: parts.routes?.(gateway) ?? [],
+    shutdownSignal: shutdown.signal,
+  });
+  const http = await startHttpServer(handler, {
+    hostname: config.host,
+    port: config.port,
+    ...tls,
+  });
+  let grpc;
+  try {
+    grpc = await startGrpcServer(gateway, {
+      hostname: config.host,
+      port: config.grpcPort,
+      shutdownSignal: shutdown.signal,
+      ...tls,
+    });
+  } catch (e) {
+    await http.close();
+    throw e;
+  }
+  return {
+    gateway,
+    httpUrl: http.url,
+    grpcUrl: grpc.url,
+    async close() {
+      shutdown.abort();
+      await Promise.all([http.close(), grpc.close()]);
+      await parts.backend.close();
+    },
+  };
+}
