@@ -42,10 +42,18 @@ export function requireSnapshotName(field: string, value: string): string {
   return value;
 }
 
+function hasControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
 /** CSI snapshot handles are opaque strings; refuse only what can't be one. */
 export function requireSnapshotId(field: string, value: string): string {
   if (value === "") throw invalid(`${field} is required`);
-  if (value.length > 1024 || /[\u0000-\u001f\u007f]/.test(value)) {
+  if (value.length > 1024 || hasControlCharacter(value)) {
     throw invalid(`${field} is not a valid snapshot handle`);
   }
   return value;

@@ -82,6 +82,10 @@ function isNoEntry(err: unknown): boolean {
     err instanceof Deno.errors.NotFound;
 }
 
+function isInvalid(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.InvalidArgument;
+}
+
 /** One image file found in the data dir, its real path checked. */
 export interface ImageLocation extends SnapshotRef {
   namespace: string;
@@ -222,9 +226,16 @@ export class DataDir {
     for (const volume of await this.#volumes(namespace)) {
       let entries: string[];
       try {
-        entries = await readdir(join(await this.root(), namespace, volume));
+        const dir = await this.#resolve(
+          `volume ${quote(volume)}`,
+          namespace,
+          volume,
+        );
+        if (dir === undefined) continue;
+        entries = await readdir(dir);
       } catch (err) {
-        if (isNoEntry(err)) continue; // a file, not a volume directory, or gone
+        // A file rather than a volume directory, gone, or leading outside.
+        if (isNoEntry(err) || isInvalid(err)) continue;
         throw err;
       }
       const names = entries

@@ -1,0 +1,44 @@
+/**
+ * POST /v1/namespaces/{namespace}/snapshots/{snapshot}/stream-tickets:
+ * a caller authenticated the normal way (Authorization: Bearer) gets a
+ * short-lived ticket for an EventSource URL (see stream-ticket.ts).
+ */
+import type { Gateway } from "../../gateway/gateway.ts";
+import {
+  requireNamespace,
+  requireSnapshotName,
+} from "../../gateway/validate.ts";
+import { errorResponse } from "./errors.ts";
+import type { StreamTickets } from "./stream-ticket.ts";
+
+export async function handleTicket(
+  gateway: Gateway,
+  tickets: StreamTickets,
+  request: Request,
+  route: { namespace: string; snapshot: string },
+): Promise<Response> {
+  try {
+    const namespace = requireNamespace(route.namespace);
+    const snapshot = requireSnapshotName("snapshot", route.snapshot);
+    const call = {
+      headers: request.headers,
+      securityToken: "",
+      signal: request.signal,
+    };
+    // The same admission as every call (Gateway.#admit), then a lookup, so
+    // nobody gets a ticket for a snapshot that isn't there.
+    const caller = await gateway.auth.authenticate(call);
+    await gateway.auth.authorize(caller, namespace, request.signal);
+    await gateway.backend.getSnapshot(namespace, snapshot, {
+      caller,
+      signal: request.signal,
+    });
+    const issued = await tickets.issue(caller, namespace, snapshot);
+    return Response.json(issued, {
+      status: 201,
+      headers: { "cache-control": "no-store" },
+    });
+  } catch (err) {
+    return errorResponse(err);
+  }
+}

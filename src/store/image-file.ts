@@ -1,0 +1,100 @@
+/**
+ * One open volume image: positional reads into caller-owned buffers, and a
+ * close that happens exactly once — when the stream ends, when the consumer
+ * stops iterating, or as soon as the call's signal aborts (even while the
+ * stream sits suspended waiting for its consumer).
+ */
+import { type FileHandle, open } from "node:fs/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+export function canceled(): ConnectError {
+  return new ConnectError(
+    "the call was canceled; reading stopped",
+    Code.Canceled,
+  );
+}
+
+export class ImageFile {
+  #closing: Promise<void> | undefined;
+  #reading = false;
+  #onAbort = () => {
+    // A read in flight finishes first; read() then sees the abort and closes.
+    if (!this.#reading) this.close().catch(() => {});
+  };
+
+  private constructor(
+    private readonly handle: FileHandle,
+    /** The image's size when opened: the volume's capacity for this stream. */
+    readonly size: number,
+    private readonly signal: AbortSignal,
+    private readonly onClose: (image: ImageFile) => void,
+  ) {
+    signal.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** `onClose` runs once the file is closed, whoever closed it. */
+  static async open(
+    path: string,
+    signal: AbortSignal,
+    onClose: (image: ImageFile) => void = () => {},
+  ): Promise<ImageFile> {
+    if (signal.aborted) throw canceled();
+    const handle = await open(path, "r");
+    try {
+      const { size } = await handle.stat();
+      if (signal.aborted) throw canceled();
+      return new ImageFile(handle, size, signal, onClose);
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /**
+   * Fills `buf[0, length)` from `position`. Fewer bytes than the size seen at
+   * open means the image shrank under us: that stream can't be trusted.
+   */
+  async readExactly(
+    buf: Uint8Array,
+    length: number,
+    position: number,
+  ): Promise<void> {
+    if (this.signal.aborted || this.closed) throw canceled();
+    this.#reading = true;
+    try {
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await this.handle.read(
+          buf,
+          done,
+          length - done,
+          position + done,
+        );
+        if (bytesRead === 0) {
+          throw new ConnectError(
+            `volume image shrank while being read (expected ${this.size} bytes)`,
+            Code.Aborted,
+          );
+        }
+        done += bytesRead;
+      }
+    } finally {
+      this.#reading = false;
+    }
+    if (this.signal.aborted) {
+      await this.close();
+      throw canceled();
+    }
+  }
+
+  /** Idempotent; every caller gets the same promise. */
+  close(): Promise<void> {
+    this.signal.removeEventListener("abort", this.#onAbort);
+    this.#closing ??= this.handle.close().finally(() => this.onClose(this));
+    return this.#closing;
+  }
+}
