@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 
 export type BlockMetadataTypeName = "FIXED_LENGTH" | "VARIABLE_LENGTH";
 export type AuthMode = "none" | "kubernetes" | "passthrough";
-export type BackendName = "embedded" | "kubernetes";
+export type BackendName = "embedded" | "kubernetes" | "grpc";
 
 export interface Config {
   backend: BackendName;
@@ -28,6 +28,15 @@ export interface Config {
   authAudiences: string[];
   /** driver=SnapshotMetadataService name overrides. */
   serviceOverrides: Record<string, string>;
+  /**
+   * Key for EventSource stream tickets (≥ 32 bytes), shared by all replicas;
+   * without it each process makes a random one.
+   */
+  ticketSecret?: string;
+  /** grpc backend: the upstream's URL (http:// for h2c, https:// for TLS). */
+  upstreamUrl?: string;
+  /** grpc backend: PEM CA file for an https upstream. */
+  upstreamCa?: string;
   help: boolean;
 }
 
@@ -36,7 +45,9 @@ export const USAGE =
 
 Usage: deno task start [flags]
 
-  --backend <embedded|kubernetes>  where snapshots come from (default embedded)
+  --backend <embedded|kubernetes|grpc>
+                                   where snapshots come from (default embedded); grpc
+                                   relays to a static upstream speaking the same API
   --data-dir <dir>                 embedded store: DATA_DIR/<namespace>/<volume>/<snapshot>.img
                                    (default ./data; seeded with a demo when empty)
   --block-metadata-type <FIXED_LENGTH|VARIABLE_LENGTH>
@@ -58,6 +69,10 @@ Usage: deno task start [flags]
   --service-override <driver>=<sms>
                                    kubernetes backend: SnapshotMetadataService name for a driver
                                    whose resource is not named after it (repeatable)
+  --upstream-url <url>             grpc backend: http://host:port (h2c) or https://host:port
+  --upstream-ca <file>             grpc backend: PEM CA for an https upstream
+  --ticket-secret <secret>         HMAC key (at least 32 bytes) for EventSource stream tickets;
+                                   give every replica the same one (default: random per process)
   --help                           this text
 
 Each flag can also be set as an environment variable: --grpc-port is CBT_GATEWAY_GRPC_PORT.
@@ -114,6 +129,9 @@ const STRING_FLAGS = [
   "auth",
   "kubeconfig",
   "service-account",
+  "upstream-url",
+  "upstream-ca",
+  "ticket-secret",
 ] as const;
 const LIST_FLAGS = [
   "cors-origin",
@@ -161,8 +179,28 @@ export function parseConfig(
   const backend = oneOf(
     "backend",
     get("backend") ?? "embedded",
-    ["embedded", "kubernetes"] as const,
+    ["embedded", "kubernetes", "grpc"] as const,
   );
+  const upstreamUrl = get("upstream-url");
+  if (backend === "grpc") {
+    if (upstreamUrl === undefined) {
+      throw new ConfigError("--backend grpc needs --upstream-url");
+    }
+    if (!/^https?:\/\/[^/]+\/?$/.test(upstreamUrl)) {
+      throw new ConfigError(
+        `--upstream-url must be http://host:port or https://host:port, got ${
+          JSON.stringify(upstreamUrl)
+        }`,
+      );
+    }
+  }
+  const ticketSecret = get("ticket-secret");
+  if (
+    ticketSecret !== undefined &&
+    new TextEncoder().encode(ticketSecret).length < 32
+  ) {
+    throw new ConfigError("--ticket-secret must be at least 32 bytes");
+  }
   const host = get("host") ?? "127.0.0.1";
   const auth = oneOf(
     "auth",
@@ -220,6 +258,9 @@ export function parseConfig(
     serviceAccount,
     authAudiences: list("auth-audience"),
     serviceOverrides,
+    ticketSecret,
+    upstreamUrl,
+    upstreamCa: get("upstream-ca"),
     help: values.help === true,
   };
 }

@@ -18,7 +18,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const running = await startFromConfig(config);
+  let running;
+  try {
+    running = await startFromConfig(config);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`cbt-gateway: ${e.message}`);
+    return 2;
+  }
   for (const line of running.banner) console.log(line);
   const stop = Promise.withResolvers<void>();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -7,14 +7,28 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   decodeMetadataMessage,
   FIXED_LENGTH,
+  type MessageSummary,
   type MetadataMessage,
+  scanMetadataMessage,
   VARIABLE_LENGTH,
+  WireFormatError,
 } from "../wire/metadata-message.ts";
 
-/** One message as relayed: the upstream bytes and their decoded form. */
+/**
+ * One message as relayed: the upstream bytes, and their decoded form on
+ * demand (binary fronts forward the bytes and never pay for decoding).
+ */
 export interface RelayedMessage {
   bytes: Uint8Array;
-  message: MetadataMessage;
+  readonly message: MetadataMessage;
+}
+
+class Relayed implements RelayedMessage {
+  #message?: MetadataMessage;
+  constructor(readonly bytes: Uint8Array) {}
+  get message(): MetadataMessage {
+    return this.#message ??= decodeMetadataMessage(this.bytes);
+  }
 }
 
 /** Where a stream has got to; fronts report it in end and error records. */
@@ -59,14 +73,58 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<RelayedMessage> {
     for await (const bytes of this.upstream) {
-      const message = decodeMetadataMessage(bytes);
-      this.#check(message);
-      yield { bytes, message };
+      this.#check(bytes);
+      yield new Relayed(bytes);
     }
   }
 
-  #check(m: MetadataMessage): void {
+  // Per-message scan state, kept on the instance so the visitor is one
+  // closure per stream rather than one per message.
+  #end = 0;
+  #first = true;
+  #covered = 0;
+  #error?: ConnectError;
+  readonly #visit = (off: number, size: number): void => {
+    if (this.#error) return;
+    if (size <= 0) {
+      this.#error = broken(`tuple at ${off} has size ${size}`);
+      return;
+    }
+    // Only FIXED_LENGTH needs equal sizes; the type is judged after the scan.
+    if (this.#fixedSize === 0) this.#fixedSize = size;
+    else if (size !== this.#fixedSize && this.#oddSizeAt < 0) {
+      this.#oddSizeAt = off;
+      this.#oddSize = size;
+    }
+    // The first tuple may start before the starting offset, but must end after it;
+    // every later tuple starts at or after the previous end.
+    if (this.#first ? off + size <= this.#end : off < this.#end) {
+      this.#error = broken(
+        `tuple [${off}, +${size}) is out of order (previous end ${this.#end})`,
+      );
+      return;
+    }
+    this.#first = false;
+    this.#end = off + size;
+    this.#covered += size;
+  };
+  #oddSizeAt = -1;
+  #oddSize = 0;
+
+  /** Checks one message from its wire bytes, without decoding it. */
+  #check(bytes: Uint8Array): void {
     const p = this.progress;
+    this.#end = p.nextOffset;
+    this.#first = p.tuples === 0;
+    this.#covered = 0;
+    let m: MessageSummary;
+    try {
+      m = scanMetadataMessage(bytes, this.#visit);
+    } catch (e) {
+      if (e instanceof WireFormatError) throw broken(e.message);
+      throw e;
+    }
+    if (this.#error) throw this.#error;
     if (
       m.blockMetadataType !== FIXED_LENGTH &&
       m.blockMetadataType !== VARIABLE_LENGTH
@@ -84,34 +142,15 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
         "block_metadata_type or volume_capacity_bytes changed mid-stream",
       );
     }
-    if (m.offsets.length === 0) throw broken("empty message");
-    let end = p.nextOffset;
-    let covered = 0;
-    for (let i = 0; i < m.offsets.length; i++) {
-      const off = m.offsets[i], size = m.sizes[i];
-      if (size <= 0) throw broken(`tuple at ${off} has size ${size}`);
-      if (m.blockMetadataType === FIXED_LENGTH) {
-        if (this.#fixedSize === 0) this.#fixedSize = size;
-        else if (size !== this.#fixedSize) {
-          throw broken(
-            `FIXED_LENGTH tuple at ${off} has size ${size}, not ${this.#fixedSize}`,
-          );
-        }
-      }
-      const isFirst = p.tuples === 0 && i === 0;
-      // The first tuple may start before the starting offset, but must end after it;
-      // every later tuple starts at or after the previous end.
-      if (isFirst ? off + size <= end : off < end) {
-        throw broken(
-          `tuple [${off}, +${size}) is out of order (previous end ${end})`,
-        );
-      }
-      end = off + size;
-      covered += size;
+    if (m.tuples === 0) throw broken("empty message");
+    if (m.blockMetadataType === FIXED_LENGTH && this.#oddSizeAt >= 0) {
+      throw broken(
+        `FIXED_LENGTH tuple at ${this.#oddSizeAt} has size ${this.#oddSize}, not ${this.#fixedSize}`,
+      );
     }
     p.messages++;
-    p.tuples += m.offsets.length;
-    p.coveredBytes += covered;
-    p.nextOffset = end;
+    p.tuples += m.tuples;
+    p.coveredBytes += this.#covered;
+    p.nextOffset = this.#end;
   }
 }

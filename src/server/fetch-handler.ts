@@ -12,6 +12,7 @@ import {
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import { registerServices } from "../front/connect-services.ts";
+import { createFetchPassthrough } from "../front/passthrough/fetch-passthrough.ts";
 import { webGzip } from "../front/gzip.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 
@@ -58,11 +59,23 @@ export function createFetchHandler(
     byPath.set(h.requestPath, h);
   }
   const corsHeaders = corsHeadersFor(options.corsOrigins ?? []);
+  // Binary server streams skip connect-es's decode/re-encode of every message.
+  const passthrough = createFetchPassthrough(gateway, {
+    compression: [webGzip],
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+  });
 
   async function route(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname === "/healthz" || url.pathname === "/readyz") {
+    if (url.pathname === "/healthz") {
       return Response.json({ status: "ok", backend: gateway.backend.name });
+    }
+    if (url.pathname === "/readyz") {
+      const ready = gateway.backend.ready?.() ?? true;
+      return Response.json(
+        { status: ready ? "ok" : "starting", backend: gateway.backend.name },
+        { status: ready ? 200 : 503 },
+      );
     }
     for (const r of options.routes ?? []) {
       const response = await r(request);
@@ -89,6 +102,8 @@ export function createFetchHandler(
         { status: 415 },
       );
     }
+    const relayed = passthrough(request);
+    if (relayed) return relayed;
     const universalResponse = await handler(
       universalServerRequestFromFetch(request, {}),
     );

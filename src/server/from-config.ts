@@ -7,6 +7,7 @@ import { NoAuth } from "../auth/authenticator.ts";
 import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
 import { FileSnapshotStore } from "../store/file-store.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
+import { GrpcRelayBackend } from "../upstream/grpc-relay.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
 export interface StartedFromConfig extends RunningGateway {
@@ -17,6 +18,8 @@ export interface StartedFromConfig extends RunningGateway {
 export async function startFromConfig(
   config: Config,
 ): Promise<StartedFromConfig> {
+  if (config.backend === "grpc") return await startRelay(config);
+  if (config.backend === "kubernetes") return await startKubernetes(config);
   if (config.backend !== "embedded") {
     throw new Error(`backend ${config.backend} is not available in this build`);
   }
@@ -36,9 +39,55 @@ export async function startFromConfig(
     `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
     `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
     `Try:`,
+    `  curl -N '${running.httpUrl}/v1/namespaces/${DEMO.namespace}/snapshots/snap-2/delta?baseSnapshotName=snap-1'`,
     `  npx --yes @bufbuild/buf@1.75.0 curl --protocol connect --schema proto ` +
     `--data '{"namespace":"${DEMO.namespace}","snapshotName":"snap-2"}' ` +
     `${running.httpUrl}/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated`,
   ];
   return { ...running, banner };
+}
+
+/** --backend grpc: relay to a static upstream (no store, no demo seed). */
+async function startRelay(config: Config): Promise<StartedFromConfig> {
+  const backend = new GrpcRelayBackend({
+    url: config.upstreamUrl!,
+    caPem: config.upstreamCa
+      ? await Deno.readTextFile(config.upstreamCa)
+      : undefined,
+  });
+  const running = await startGateway(config, { backend, auth: new NoAuth() });
+  return {
+    ...running,
+    banner: [
+      `cbt-gateway: grpc relay to ${config.upstreamUrl}, auth ${config.auth}`,
+      `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
+      `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
+    ],
+  };
+}
+
+/** --backend kubernetes: discovery, minted tokens, caller auth (issue 5). */
+async function startKubernetes(config: Config): Promise<StartedFromConfig> {
+  // Loaded on demand: the embedded default needn't pay for client-node.
+  const { createKubernetesParts } = await import(
+    "../upstream/kubernetes-mode.ts"
+  );
+  const { backend, auth } = createKubernetesParts(config);
+  let running;
+  try {
+    running = await startGateway(config, { backend, auth });
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
+  return {
+    ...running,
+    banner: [
+      `cbt-gateway: kubernetes backend${
+        config.kubeconfig ? ` (${config.kubeconfig})` : " (in cluster)"
+      }, auth ${config.auth}`,
+      `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
+      `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
+    ],
+  };
 }

@@ -7,6 +7,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { registerServices } from "../front/connect-services.ts";
+import { createNodePassthrough } from "../front/passthrough/node-passthrough.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { DEFAULT_READ_MAX_BYTES } from "./fetch-handler.ts";
 
@@ -29,12 +30,23 @@ export async function startGrpcServer(
   gateway: Gateway,
   options: GrpcServerOptions,
 ): Promise<RunningGrpcServer> {
-  const handler = connectNodeAdapter({
+  const adapter = connectNodeAdapter({
     routes: registerServices(gateway),
     acceptCompression: [compressionGzip],
     readMaxBytes: DEFAULT_READ_MAX_BYTES,
     shutdownSignal: options.shutdownSignal,
   });
+  // Binary server streams skip connect-es's decode/re-encode of every message.
+  const passthrough = createNodePassthrough(gateway, {
+    compression: [compressionGzip],
+    readMaxBytes: DEFAULT_READ_MAX_BYTES,
+  });
+  const handler = (
+    req: http2.Http2ServerRequest,
+    res: http2.Http2ServerResponse,
+  ) => {
+    if (!passthrough(req, res)) adapter(req, res);
+  };
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined;
   const server = tls
     ? http2.createSecureServer(

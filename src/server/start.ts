@@ -11,6 +11,7 @@ import type { Backend } from "../upstream/backend.ts";
 import { startHttpServer } from "./deno-server.ts";
 import { createFetchHandler, type FetchRoute } from "./fetch-handler.ts";
 import { startGrpcServer } from "./grpc-server.ts";
+import { createHttpJsonRoutes } from "../front/http-json/index.ts";
 
 export interface RunningGateway {
   gateway: Gateway;
@@ -24,15 +25,17 @@ export interface RunningGateway {
 export interface GatewayParts {
   backend: Backend;
   auth?: Authenticator;
-  /** Extra fetch routes (HTTP/JSON, UI) in front of the RPC routes. */
+  /** Extra fetch routes in front of the HTTP/JSON and RPC routes. */
   routes?: (gateway: Gateway) => FetchRoute[];
 }
 
 export async function startGateway(
-  config: Pick<
-    Config,
-    "host" | "port" | "grpcPort" | "corsOrigins" | "tlsCert" | "tlsKey"
-  >,
+  config:
+    & Pick<
+      Config,
+      "host" | "port" | "grpcPort" | "corsOrigins" | "tlsCert" | "tlsKey"
+    >
+    & { ticketSecret?: string },
   parts: GatewayParts,
 ): Promise<RunningGateway> {
   const gateway = new Gateway(parts.backend, parts.auth ?? new NoAuth());
@@ -45,7 +48,14 @@ export async function startGateway(
     : {};
   const handler = createFetchHandler(gateway, {
     corsOrigins: config.corsOrigins,
-    routes: parts.routes?.(gateway) ?? [],
+    routes: [
+      ...parts.routes?.(gateway) ?? [],
+      createHttpJsonRoutes(gateway, {
+        ticketSecret: config.ticketSecret
+          ? new TextEncoder().encode(config.ticketSecret)
+          : undefined,
+      }),
+    ],
     shutdownSignal: shutdown.signal,
   });
   const http = await startHttpServer(handler, {

@@ -84,6 +84,11 @@ export interface Backend {
     namespace: string,
     options: CallOptions,
   ): Promise<SnapshotInfo[]>;
+  /**
+   * False while the backend can't serve yet (e.g. before Kubernetes
+   * discovery's first list); /readyz answers 503 then. Absent: always ready.
+   */
+  ready?(): boolean;
   /** Releases files, connections and watches. */
   close(): Promise<void>;
 }

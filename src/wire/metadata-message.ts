@@ -189,3 +189,52 @@ export function decodeMetadataMessage(bytes: Uint8Array): MetadataMessage {
   }
   return msg;
 }
+
+/** What a scan learns about one message without building tuple arrays. */
+export interface MessageSummary {
+  blockMetadataType: number;
+  volumeCapacityBytes: number;
+  tuples: number;
+}
+
+/**
+ * Walks one response message and hands each tuple to `visit`, in wire order,
+ * without allocating: the relay path checks invariants this way and forwards
+ * the original bytes. Same parsing rules as decodeMetadataMessage.
+ */
+export function scanMetadataMessage(
+  bytes: Uint8Array,
+  visit: (offset: number, size: number) => void,
+): MessageSummary {
+  const summary = { blockMetadataType: 0, volumeCapacityBytes: 0, tuples: 0 };
+  const r = new Reader(bytes);
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const field = Math.floor(tag / 8), wireType = tag & 7;
+    if (field === 1 && wireType === 0) {
+      summary.blockMetadataType = r.varint();
+    } else if (field === 2 && wireType === 0) {
+      summary.volumeCapacityBytes = r.varint();
+    } else if (field === 3 && wireType === 2) {
+      const len = r.varint();
+      const end = r.pos + len;
+      if (end > r.end) throw new WireFormatError("truncated BlockMetadata");
+      let off = 0, size = 0;
+      while (r.pos < end) {
+        const t = r.varint();
+        const f = Math.floor(t / 8), w = t & 7;
+        if (f === 1 && w === 0) off = r.varint();
+        else if (f === 2 && w === 0) size = r.varint();
+        else r.skip(w);
+      }
+      // The reader is bounded by the message, so a field that overran the
+      // tuple's own length shows up here.
+      if (r.pos !== end) throw new WireFormatError("truncated BlockMetadata");
+      visit(off, size);
+      summary.tuples++;
+    } else {
+      r.skip(wireType);
+    }
+  }
+  return summary;
+}

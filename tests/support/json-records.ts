@@ -7,7 +7,9 @@
 export type Rec = Record<string, any>;
 
 export function parseNdjson(text: string): Rec[] {
-  if (text !== "" && !text.endsWith("\n")) throw new Error("NDJSON does not end with a newline");
+  if (text !== "" && !text.endsWith("\n")) {
+    throw new Error("NDJSON does not end with a newline");
+  }
   return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
@@ -20,7 +22,9 @@ export interface SseEvent {
 
 /** Splits an SSE body into events (each ends with a blank line). */
 export function parseSse(text: string): SseEvent[] {
-  if (text !== "" && !text.endsWith("\n\n")) throw new Error("SSE body does not end with a blank line");
+  if (text !== "" && !text.endsWith("\n\n")) {
+    throw new Error("SSE body does not end with a blank line");
+  }
   return text.split("\n\n").filter((b) => b !== "").map((block) => {
     const ev: SseEvent = { comments: [] };
     for (const line of block.split("\n")) {
@@ -28,8 +32,9 @@ export function parseSse(text: string): SseEvent[] {
       else {
         const at = line.indexOf(": ");
         const [field, value] = [line.slice(0, at), line.slice(at + 2)];
-        if (field === "id" || field === "retry" || field === "data") ev[field] = value;
-        else throw new Error(`unexpected SSE field ${field}`);
+        if (field === "id" || field === "retry" || field === "data") {
+          ev[field] = value;
+        } else throw new Error(`unexpected SSE field ${field}`);
       }
     }
     return ev;
@@ -38,7 +43,9 @@ export function parseSse(text: string): SseEvent[] {
 
 /** The records SSE events carry (heartbeat comments dropped). */
 export function sseRecords(events: SseEvent[]): Rec[] {
-  return events.filter((e) => e.data !== undefined).map((e) => JSON.parse(e.data!));
+  return events.filter((e) => e.data !== undefined).map((e) =>
+    JSON.parse(e.data!)
+  );
 }
 
 /** All tuples of a record list, as [offset, length]. */

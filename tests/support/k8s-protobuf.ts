@@ -293,7 +293,10 @@ function zeroOf(type: Scalar): unknown {
   return type === "string" ? "" : type === "bool" ? false : 0;
 }
 
-function encodeMessage(schema: Schema, obj: JsonObject | undefined): Uint8Array {
+function encodeMessage(
+  schema: Schema,
+  obj: JsonObject | undefined,
+): Uint8Array {
   if (obj !== undefined && (typeof obj !== "object" || obj === null)) {
     throw new K8sProtobufError("expected an object");
   }
@@ -602,4 +605,52 @@ export function encodeK8sProtobuf(obj: JsonObject): Uint8Array {
  */
 export function normalizeK8sJson(obj: JsonObject): JsonObject {
   return decodeK8sProtobuf(encodeK8sProtobuf(obj));
+}
+
+/** One wire field as [number, schema name, value] (see describeK8sProtobuf). */
+export type FieldDump = [number, string, unknown];
+
+function describeMessage(schema: Schema, bytes: Uint8Array): FieldDump[] {
+  const byNo = new Map(schema.map((f) => [f.no, f]));
+  return readFields(bytes).map((raw): FieldDump => {
+    const f = byNo.get(raw.no);
+    if (!f) return [raw.no, "?", raw.bytes ?? raw.varint];
+    if (f.map) {
+      const entry: JsonObject = {};
+      for (const e of readFields(expectBytes(raw, f.json))) {
+        const b = expectBytes(e, f.json);
+        if (e.no === 1) entry.key = fromUtf8.decode(b);
+        if (e.no === 2) {
+          entry.value = f.map === "string" ? fromUtf8.decode(b) : readFields(b)
+            .map((i) => fromUtf8.decode(expectBytes(i, f.json)));
+        }
+      }
+      return [raw.no, f.json, entry];
+    }
+    if (f.type === "time") {
+      const t: Schema = [
+        { json: "seconds", no: 1, type: "int64" },
+        { json: "nanos", no: 2, type: "int32" },
+      ];
+      return [raw.no, f.json, describeMessage(t, expectBytes(raw, f.json))];
+    }
+    if (Array.isArray(f.type)) {
+      return [
+        raw.no,
+        f.json,
+        describeMessage(f.type, expectBytes(raw, f.json)),
+      ];
+    }
+    return [raw.no, f.json, decodeScalar(raw, f, f.type)];
+  });
+}
+
+/**
+ * The wrapped object field by field in wire order, named by this codec's
+ * schema: the same format as `protobufFields` in the recorded vectors, so
+ * the field numbers can be checked against a real client's bytes.
+ */
+export function describeK8sProtobuf(body: Uint8Array): FieldDump[] {
+  const env = decodeEnvelope(body);
+  return describeMessage(schemaFor(env.apiVersion, env.kind), env.raw);
 }

@@ -13,7 +13,11 @@ import type {
   EncodedMessageStream,
   SnapshotInfo,
 } from "../../src/upstream/backend.ts";
-import { encodeMetadataMessage, FIXED_LENGTH, VARIABLE_LENGTH } from "../../src/wire/metadata-message.ts";
+import {
+  encodeMetadataMessage,
+  FIXED_LENGTH,
+  VARIABLE_LENGTH,
+} from "../../src/wire/metadata-message.ts";
 
 export const BLOCK_SIZE = 4096;
 
@@ -34,6 +38,8 @@ export interface Injection {
   failCode?: Code;
   /** Wait for `release()` before sending message number N (0-based). */
   pauseBeforeMessage?: number;
+  /** Apply to the next stream only. */
+  once?: boolean;
 }
 
 export class MemoryBackend implements Backend {
@@ -73,12 +79,22 @@ export class MemoryBackend implements Backend {
   }
 
   #find(namespace: string, name: string): MemorySnapshot {
-    const s = this.snapshots.find((x) => x.namespace === namespace && x.name === name);
-    if (!s) throw new ConnectError(`snapshot ${namespace}/${name} not found`, Code.NotFound);
+    const s = this.snapshots.find((x) =>
+      x.namespace === namespace && x.name === name
+    );
+    if (!s) {
+      throw new ConnectError(
+        `snapshot ${namespace}/${name} not found`,
+        Code.NotFound,
+      );
+    }
     return s;
   }
 
-  getMetadataAllocated(q: AllocatedQuery, o: CallOptions): EncodedMessageStream {
+  getMetadataAllocated(
+    q: AllocatedQuery,
+    o: CallOptions,
+  ): EncodedMessageStream {
     this.queries.push(q);
     return this.#stream(o, q.startingOffset, q.maxResults, () => {
       const s = this.#find(q.namespace, q.snapshotName);
@@ -90,10 +106,19 @@ export class MemoryBackend implements Backend {
     this.queries.push(q);
     return this.#stream(o, q.startingOffset, q.maxResults, () => {
       const target = this.#find(q.namespace, q.targetSnapshotName);
-      const base = this.snapshots.find((s) => MemoryBackend.snapshotId(s) === q.baseSnapshotId);
-      if (!base) throw new ConnectError(`snapshot id ${q.baseSnapshotId} not found`, Code.NotFound);
+      const base = this.snapshots.find((s) =>
+        MemoryBackend.snapshotId(s) === q.baseSnapshotId
+      );
+      if (!base) {
+        throw new ConnectError(
+          `snapshot id ${q.baseSnapshotId} not found`,
+          Code.NotFound,
+        );
+      }
       const all = new Set([...base.blocks.keys(), ...target.blocks.keys()]);
-      const changed = [...all].filter((b) => base.blocks.get(b) !== target.blocks.get(b));
+      const changed = [...all].filter((b) =>
+        base.blocks.get(b) !== target.blocks.get(b)
+      );
       return { capacity: target.volumeCapacityBytes, blocks: changed };
     });
   }
@@ -108,7 +133,9 @@ export class MemoryBackend implements Backend {
 
   listSnapshots(namespace: string): Promise<SnapshotInfo[]> {
     return Promise.resolve(
-      this.snapshots.filter((s) => s.namespace === namespace).map((s) => this.#info(s)),
+      this.snapshots.filter((s) => s.namespace === namespace).map((s) =>
+        this.#info(s)
+      ),
     );
   }
 
@@ -136,6 +163,7 @@ export class MemoryBackend implements Backend {
   ): AsyncGenerator<Uint8Array> {
     this.streamsStarted++;
     const injection = this.injection;
+    if (injection.once) this.injection = {};
     let aborted = false;
     let wake = () => {};
     const abortedPromise = new Promise<void>((resolve) => (wake = resolve));
@@ -147,14 +175,20 @@ export class MemoryBackend implements Backend {
     o.signal.addEventListener("abort", onAbort, { once: true });
     try {
       const { capacity, blocks } = resolve();
-      const wanted = blocks.filter((b) => (b + 1) * BLOCK_SIZE > startingOffset).sort((a, b) => a - b);
+      const wanted = blocks.filter((b) => (b + 1) * BLOCK_SIZE > startingOffset)
+        .sort((a, b) => a - b);
       const perMessage = maxResults > 0 ? maxResults : 256;
       let sent = 0;
       for (let i = 0; i < wanted.length; i += perMessage) {
         if (sent === injection.failAfterMessages) {
-          throw new ConnectError("injected failure", injection.failCode ?? Code.Unavailable);
+          throw new ConnectError(
+            "injected failure",
+            injection.failCode ?? Code.Unavailable,
+          );
         }
-        if (sent === injection.pauseBeforeMessage) await Promise.race([this.#released, abortedPromise]);
+        if (sent === injection.pauseBeforeMessage) {
+          await Promise.race([this.#released, abortedPromise]);
+        }
         if (aborted) throw new ConnectError("canceled", Code.Canceled);
         const chunk = wanted.slice(i, i + perMessage);
         const offsets: number[] = [], sizes: number[] = [];
@@ -180,7 +214,10 @@ export class MemoryBackend implements Backend {
         this.messagesYielded++;
       }
       if (sent === injection.failAfterMessages) {
-        throw new ConnectError("injected failure", injection.failCode ?? Code.Unavailable);
+        throw new ConnectError(
+          "injected failure",
+          injection.failCode ?? Code.Unavailable,
+        );
       }
       this.streamsFinished++;
     } finally {
@@ -193,15 +230,28 @@ export class MemoryBackend implements Backend {
 export function demoBackend(): MemoryBackend {
   const capacity = 16 * 1024 * 1024;
   const snap1 = new Map<number, number>();
-  for (const b of [0, 1, 2, 10, 20, ...range(100, 132), 2048, 4095]) snap1.set(b, 1);
+  for (const b of [0, 1, 2, 10, 20, ...range(100, 132), 2048, 4095]) {
+    snap1.set(b, 1);
+  }
   const snap2 = new Map(snap1);
   for (const b of [0, 1, ...range(116, 148), 1024, 4094]) snap2.set(b, 2);
   snap2.delete(10);
   const snap3 = new Map(snap2);
   for (const b of range(3000, 3600)) snap3.set(b, 3);
   const backend = new MemoryBackend();
-  for (const [name, blocks] of [["snap-1", snap1], ["snap-2", snap2], ["snap-3", snap3]] as const) {
-    backend.add({ namespace: "demo", name, volume: "vol-1", volumeCapacityBytes: capacity, blocks });
+  for (
+    const [name, blocks] of [["snap-1", snap1], ["snap-2", snap2], [
+      "snap-3",
+      snap3,
+    ]] as const
+  ) {
+    backend.add({
+      namespace: "demo",
+      name,
+      volume: "vol-1",
+      volumeCapacityBytes: capacity,
+      blocks,
+    });
   }
   return backend;
 }

@@ -3,7 +3,7 @@
 // generated code of ours). Reads {url, ca, descriptorSet, calls} as JSON on
 // stdin; prints one result per call as JSON on stdout.
 import { readFileSync } from "node:fs";
-import { createClient, ConnectError } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createFileRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -20,7 +20,9 @@ const transport = createGrpcTransport({
 const client = createClient(service, transport);
 const results = [];
 for (const call of input.calls) {
-  const method = call.rpc === "GetMetadataAllocated" ? "getMetadataAllocated" : "getMetadataDelta";
+  const method = call.rpc === "GetMetadataAllocated"
+    ? "getMetadataAllocated"
+    : "getMetadataDelta";
   const out = { messages: [] };
   try {
     for await (const m of client[method](call.request)) {

@@ -59,68 +59,138 @@ export function headerRecord(h: HeaderFields): string {
     `,"startingOffset":${h.startingOffset}}`;
 }
 
-const OFFSET_KEY = '{"offset":';
-const LENGTH_KEY = ',"length":';
-/** Longest tuple: 16 digits each for offset and length (< 2^53), braces, comma. */
-const MAX_TUPLE_BYTES = OFFSET_KEY.length + LENGTH_KEY.length + 2 * 16 + 2;
+const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+/** Longest tuple: `{"offset":` and `,"length":` (10 bytes each), 16 digits each (< 2^53), `}` and `,`. */
+const MAX_TUPLE_BYTES = 10 + 10 + 2 * 16 + 2;
+
+/** "00".."99" as two ASCII bytes each: digits go out two at a time. */
+const DIGIT_PAIRS = ascii(
+  Array.from({ length: 100 }, (_, i) => String(i).padStart(2, "0")).join(""),
+);
 
 function writeAscii(buf: Uint8Array, pos: number, text: string): number {
   for (let i = 0; i < text.length; i++) buf[pos++] = text.charCodeAt(i);
   return pos;
 }
 
-/** Decimal digits of 0 <= n < 1e8, with int32 arithmetic. */
-function writeSmall(buf: Uint8Array, pos: number, n: number): number {
-  const end = pos +
-    (n < 10
-      ? 1
-      : n < 100
-      ? 2
-      : n < 1e3
-      ? 3
-      : n < 1e4
-      ? 4
-      : n < 1e5
-      ? 5
-      : n < 1e6
-      ? 6
-      : n < 1e7
-      ? 7
-      : 8);
-  let p = end;
-  do {
-    const q = (n / 10) | 0;
-    buf[--p] = 48 + n - q * 10;
-    n = q;
-  } while (n !== 0);
-  return end;
+/** Exactly `count` (even) digits of 0 <= v < 10^count <= 1e8, leading zeros kept. */
+function writeFixed(
+  buf: Uint8Array,
+  pos: number,
+  v: number,
+  count: number,
+): void {
+  v = v | 0; // < 1e8 fits int32, so the divisions below are integer ones
+  for (let p = pos + count - 2; p >= pos; p -= 2) {
+    const q = (v / 100) | 0;
+    const r = (v - q * 100) << 1;
+    buf[p] = DIGIT_PAIRS[r];
+    buf[p + 1] = DIGIT_PAIRS[r + 1];
+    v = q;
+  }
+}
+
+const POWERS_OF_TEN = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7];
+
+/** Decimal digits of 0 <= v < 1e8. */
+function writeSmall(buf: Uint8Array, pos: number, v: number): number {
+  const d = v < 10
+    ? 1
+    : v < 100
+    ? 2
+    : v < 1e3
+    ? 3
+    : v < 1e4
+    ? 4
+    : v < 1e5
+    ? 5
+    : v < 1e6
+    ? 6
+    : v < 1e7
+    ? 7
+    : 8;
+  if (d & 1) {
+    // odd: the leading digit alone, then pairs
+    const scale = POWERS_OF_TEN[d - 1];
+    const lead = Math.floor(v / scale);
+    buf[pos] = 48 + lead;
+    writeFixed(buf, pos + 1, v - lead * scale, d - 1);
+  } else {
+    writeFixed(buf, pos, v, d);
+  }
+  return pos + d;
 }
 
 /**
- * Decimal digits of a safe integer. Above 1e8 it splits into parts below
- * 1e8 (exact in doubles), so no bigint and no string is made per number.
+ * Decimal digits of a safe integer: the part above 1e8, then 8 digits.
+ * No string and no bigint is made per number.
  */
 function writeUint(buf: Uint8Array, pos: number, n: number): number {
   if (n < 1e8) return writeSmall(buf, pos, n);
   const hi = Math.floor(n / 1e8);
-  let lo = n - hi * 1e8;
-  pos = writeUint(buf, pos, hi);
-  for (let p = pos + 7; p >= pos; p--) {
-    const q = (lo / 10) | 0;
-    buf[p] = 48 + lo - q * 10;
-    lo = q;
-  }
+  pos = writeSmall(buf, pos, hi); // hi < 2^53 / 1e8 < 1e8
+  writeFixed(buf, pos, n - hi * 1e8, 8);
   return pos + 8;
 }
 
+/** Digits cached across tuples of one message (writing never awaits). */
+const HI_DIGITS = new Uint8Array(16);
+const SIZE_DIGITS = new Uint8Array(16);
+
 function writeTuples(buf: Uint8Array, pos: number, m: MetadataMessage): number {
   const { offsets, sizes } = m;
+  // Offsets in a message are increasing and mostly share their digits above
+  // 1e8 (100 MB): keep those and write only the low 8 digits each time.
+  let hiBase = -1;
+  let hiLength = 0;
+  let lastSize = -1;
+  let sizeLength = 0;
   for (let i = 0; i < offsets.length; i++) {
     if (i > 0) buf[pos++] = 0x2c; // ,
-    pos = writeAscii(buf, pos, OFFSET_KEY);
-    pos = writeUint(buf, pos, offsets[i]);
-    pos = writeAscii(buf, pos, LENGTH_KEY);
-    pos = writeUint(buf, pos, sizes[i]);
+    // {"offset":  (unrolled: this loop is the hot path of every JSON stream)
+    buf[pos] = 0x7b;
+    buf[pos + 1] = 0x22;
+    buf[pos + 2] = 0x6f;
+    buf[pos + 3] = 0x66;
+    buf[pos + 4] = 0x66;
+    buf[pos + 5] = 0x73;
+    buf[pos + 6] = 0x65;
+    buf[pos + 7] = 0x74;
+    buf[pos + 8] = 0x22;
+    buf[pos + 9] = 0x3a;
+    pos += 10;
+    const off = offsets[i];
+    if (off < 1e8) {
+      pos = writeSmall(buf, pos, off);
+    } else {
+      if (!(off >= hiBase && off - hiBase < 1e8)) {
+        const hi = Math.floor(off / 1e8);
+        hiBase = hi * 1e8;
+        hiLength = writeSmall(HI_DIGITS, 0, hi); // hi < 2^53 / 1e8 < 1e8
+      }
+      for (let k = 0; k < hiLength; k++) buf[pos++] = HI_DIGITS[k];
+      writeFixed(buf, pos, off - hiBase, 8);
+      pos += 8;
+    }
+    // ,"length":
+    buf[pos] = 0x2c;
+    buf[pos + 1] = 0x22;
+    buf[pos + 2] = 0x6c;
+    buf[pos + 3] = 0x65;
+    buf[pos + 4] = 0x6e;
+    buf[pos + 5] = 0x67;
+    buf[pos + 6] = 0x74;
+    buf[pos + 7] = 0x68;
+    buf[pos + 8] = 0x22;
+    buf[pos + 9] = 0x3a;
+    pos += 10;
+    const size = sizes[i];
+    if (size !== lastSize) {
+      // FIXED_LENGTH sizes are all equal, and VARIABLE ones often repeat.
+      lastSize = size;
+      sizeLength = writeUint(SIZE_DIGITS, 0, size);
+    }
+    for (let k = 0; k < sizeLength; k++) buf[pos++] = SIZE_DIGITS[k];
     buf[pos++] = 0x7d; // }
   }
   return pos;
@@ -134,8 +204,8 @@ function writeTuples(buf: Uint8Array, pos: number, m: MetadataMessage): number {
  * anything else).
  */
 export function blockListBytes(m: MetadataMessage): Uint8Array {
-  const buf = new Uint8Array(m.offsets.length * MAX_TUPLE_BYTES);
-  return buf.subarray(0, writeTuples(buf, 0, m));
+  const buf = scratch(m.offsets.length * MAX_TUPLE_BYTES);
+  return buf.slice(0, writeTuples(buf, 0, m));
 }
 
 /**
@@ -151,13 +221,25 @@ export function blocksRecordBytes(
 ): Uint8Array {
   const head = prefix + '{"type":"blocks","blocks":[';
   const tail = '],"nextOffset":' + nextOffset + "}" + suffix;
-  const buf = new Uint8Array(
+  const buf = scratch(
     head.length + m.offsets.length * MAX_TUPLE_BYTES + tail.length,
   );
   let pos = writeAscii(buf, 0, head);
   pos = writeTuples(buf, pos, m);
   pos = writeAscii(buf, pos, tail);
-  return buf.subarray(0, pos);
+  return buf.slice(0, pos);
+}
+
+/**
+ * A reused buffer for the worst case; the exact result is copied out. Safe
+ * because writing is synchronous, and cheaper than a zeroed worst-case buffer.
+ */
+let scratchBuffer = new Uint8Array(1 << 16);
+function scratch(size: number): Uint8Array {
+  if (scratchBuffer.length < size) {
+    scratchBuffer = new Uint8Array(Math.max(size, scratchBuffer.length * 2));
+  }
+  return scratchBuffer;
 }
 
 /** The last record of a complete stream. */

@@ -8,27 +8,30 @@
  */
 import { HEARTBEAT_RECORD } from "./block-records.ts";
 
+/** What goes before and after one record. */
+export type Frame = [prefix: string, suffix: string];
+
 export interface Framing {
-  /** The first record, with anything the format sends once. */
-  first(record: string): string;
-  /** A record; `resumeOffset` is set for records after which one may resume. */
-  record(record: string, resumeOffset?: number): string;
+  /**
+   * The frame of a record; `resumeOffset` for records after which one may
+   * resume, `first` for the stream's first record.
+   */
+  frame(resumeOffset?: number, first?: boolean): Frame;
   heartbeat(): string;
 }
 
 export const ndjsonFraming: Framing = {
-  first: (record) => record + "\n",
-  record: (record) => record + "\n",
+  frame: () => ["", "\n"],
   heartbeat: () => HEARTBEAT_RECORD + "\n",
 };
 
 export function sseFraming(retryMs: number): Framing {
   return {
-    first: (record) => `retry: ${retryMs}\ndata: ${record}\n\n`,
-    record: (record, resumeOffset) =>
-      resumeOffset === undefined
-        ? `data: ${record}\n\n`
-        : `id: ${resumeOffset}\ndata: ${record}\n\n`,
+    frame: (resumeOffset, first) => [
+      (first ? `retry: ${retryMs}\n` : "") +
+      (resumeOffset === undefined ? "" : `id: ${resumeOffset}\n`) + "data: ",
+      "\n\n",
+    ],
     heartbeat: () => ": heartbeat\n\n",
   };
 }

@@ -9,7 +9,7 @@ import type {
   RelayedMessage,
   StreamProgress,
 } from "../../gateway/checked-stream.ts";
-import { blocksRecord, endRecord, errorRecord } from "./block-records.ts";
+import { blocksRecordBytes, endRecord, errorRecord } from "./block-records.ts";
 import { asConnectError, errorFields } from "./errors.ts";
 import type { Framing } from "./framing.ts";
 
@@ -41,20 +41,26 @@ export function recordStream(
 ): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   const { iterator, progress } = started;
-  const queued: string[] = [framing.first(header)];
+  const framed = (record: string, resumeOffset?: number, first?: boolean) => {
+    const [prefix, suffix] = framing.frame(resumeOffset, first);
+    return encoder.encode(prefix + record + suffix);
+  };
+  const queued: Uint8Array[] = [framed(header, undefined, true)];
   let next: IteratorResult<RelayedMessage> | undefined = started.first;
   // The pending upstream step survives a heartbeat; it never rejects, so a
   // failure while nobody awaits it is not an unhandled rejection.
   let pending: Promise<Step> | undefined;
   let finished = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
 
   function take(result: IteratorResult<RelayedMessage>): void {
     if (result.done) {
-      queued.push(framing.record(endRecord(progress)));
+      queued.push(framed(endRecord(progress)));
       finished = true;
     } else {
       const end = messageEnd(result.value);
-      queued.push(framing.record(blocksRecord(result.value.message, end), end));
+      const [prefix, suffix] = framing.frame(end);
+      queued.push(blocksRecordBytes(result.value.message, end, prefix, suffix));
     }
   }
 
@@ -69,7 +75,6 @@ export function recordStream(
           (result): Step => ({ kind: "message", result }),
           (error): Step => ({ kind: "failed", error }),
         );
-        let timer: ReturnType<typeof setTimeout> | undefined;
         const quiet = new Promise<"quiet">((resolve) => {
           timer = setTimeout(() => resolve("quiet"), heartbeatMs);
         });
@@ -85,19 +90,17 @@ export function recordStream(
         } else {
           const { code, message } = errorFields(asConnectError(step.error));
           queued.push(
-            framing.record(
-              errorRecord(code, message, progress),
-              progress.nextOffset,
-            ),
+            framed(errorRecord(code, message, progress), progress.nextOffset),
           );
           finished = true;
         }
       }
       const record = queued.shift();
-      if (record !== undefined) controller.enqueue(encoder.encode(record));
+      if (record !== undefined) controller.enqueue(record);
       if (finished && queued.length === 0) controller.close();
     },
     cancel() {
+      clearTimeout(timer);
       started.abort();
       // Don't await: a generator's return() waits for a pending next().
       iterator.return?.().catch(() => {});

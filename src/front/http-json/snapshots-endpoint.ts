@@ -4,6 +4,7 @@
  */
 import type { Gateway } from "../../gateway/gateway.ts";
 import { errorResponse, invalidArgument } from "./errors.ts";
+import { securityTokenFrom } from "./security-token.ts";
 
 export async function handleListSnapshots(
   gateway: Gateway,
@@ -14,7 +15,8 @@ export async function handleListSnapshots(
     if (new URL(request.url).search !== "") {
       throw invalidArgument("this endpoint takes no parameters");
     }
-    const snapshots = await gateway.listSnapshots(namespace, "", {
+    const token = securityTokenFrom(gateway.auth, request.headers);
+    const snapshots = await gateway.listSnapshots(namespace, token, {
       headers: request.headers,
       signal: request.signal,
     });

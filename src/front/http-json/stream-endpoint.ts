@@ -8,7 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Gateway } from "../../gateway/gateway.ts";
 import type { CheckedStream } from "../../gateway/checked-stream.ts";
 import {
-  blockList,
+  blockListBytes,
   endRecord,
   type HeaderFields,
   headerRecord,
@@ -30,6 +30,7 @@ import {
 } from "./record-stream.ts";
 import type { StreamTickets } from "./stream-ticket.ts";
 import { TicketAuthenticator } from "./ticket-authenticator.ts";
+import { securityTokenFrom } from "./security-token.ts";
 
 export interface StreamEndpointOptions {
   tickets: StreamTickets;
@@ -79,7 +80,8 @@ export async function handleStream(
       ),
     );
     const call = { headers: request.headers, signal };
-    const stream = await startCall(gw, route, params, call);
+    const token = securityTokenFrom(gateway.auth, request.headers);
+    const stream = await startCall(gw, route, params, token, call);
     const iterator = stream[Symbol.asyncIterator]();
     started = {
       iterator,
@@ -102,7 +104,7 @@ export async function handleStream(
       header.volumeCapacityBytes = await gw.getSnapshot(
         route.namespace,
         route.snapshot,
-        "",
+        token,
         call,
       )
         .then((s) => s.volumeCapacityBytes, () => null);
@@ -158,10 +160,11 @@ function startCall(
   gw: Gateway,
   route: { namespace: string; snapshot: string; operation: Operation },
   params: StreamParams,
+  securityToken: string,
   call: { headers: Headers; signal: AbortSignal },
 ): Promise<CheckedStream> {
   const common = {
-    securityToken: "",
+    securityToken,
     namespace: route.namespace,
     startingOffset: params.startingOffset,
     maxResults: params.maxResults,
@@ -203,11 +206,11 @@ async function jsonDocument(
   maxTuples: number,
 ): Promise<Response> {
   const { iterator, progress } = started;
-  const lists: string[] = [];
+  const lists: Uint8Array[] = [];
   let truncated: string | undefined;
   try {
     for (let step = started.first; !step.done; step = await iterator.next()) {
-      lists.push(blockList(step.value.message));
+      lists.push(blockListBytes(step.value.message));
       if (progress.tuples >= maxTuples) {
         const next = messageEnd(step.value);
         truncated = `{"nextOffset":${next},"message":${
@@ -228,8 +231,13 @@ async function jsonDocument(
   const tail = truncated === undefined
     ? `"end":${endRecord(progress)}`
     : `"truncated":${truncated}`;
+  const body = joinBytes(
+    `{"header":${header},"blocks":[`,
+    lists,
+    `],${tail}}\n`,
+  );
   return new Response(
-    `{"header":${header},"blocks":[${lists.join(",")}],${tail}}\n`,
+    body,
     {
       headers: {
         "content-type": CONTENT_TYPES.json,
@@ -246,4 +254,26 @@ export function methodNotAllowed(allow: string): Response {
     405,
     { allow },
   );
+}
+
+/** head + lists joined with commas + tail, as one buffer. */
+function joinBytes(
+  head: string,
+  lists: Uint8Array[],
+  tail: string,
+): Uint8Array<ArrayBuffer> {
+  const encoder = new TextEncoder();
+  const [h, t] = [encoder.encode(head), encoder.encode(tail)];
+  let size = h.length + t.length + Math.max(0, lists.length - 1);
+  for (const l of lists) size += l.length;
+  const out = new Uint8Array(size);
+  out.set(h, 0);
+  let pos = h.length;
+  lists.forEach((l, i) => {
+    if (i > 0) out[pos++] = 0x2c;
+    out.set(l, pos);
+    pos += l.length;
+  });
+  out.set(t, pos);
+  return out;
 }

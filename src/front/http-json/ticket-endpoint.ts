@@ -3,6 +3,7 @@
  * a caller authenticated the normal way (Authorization: Bearer) gets a
  * short-lived ticket for an EventSource URL (see stream-ticket.ts).
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
 import {
   requireNamespace,
@@ -18,6 +19,13 @@ export async function handleTicket(
   route: { namespace: string; snapshot: string },
 ): Promise<Response> {
   try {
+    if (gateway.auth.mode === "passthrough") {
+      // The ticket would have to carry the caller's token to forward it.
+      throw new ConnectError(
+        "stream tickets need the gateway to authenticate callers; with --auth passthrough use Authorization: Bearer",
+        Code.FailedPrecondition,
+      );
+    }
     const namespace = requireNamespace(route.namespace);
     const snapshot = requireSnapshotName("snapshot", route.snapshot);
     const call = {

@@ -103,9 +103,9 @@ export function respond(
   try {
     format = negotiate(ex.req.headers.accept, protobufOk);
   } catch (e) {
-    if (!(e instanceof StatusError) || code === 406) throw e;
-    // Nothing acceptable: the real server answers 406 (in JSON).
-    return respond(ex, e.code, e.body);
+    if (!(e instanceof StatusError)) throw e;
+    // Nothing acceptable: the real server answers 406, in JSON.
+    [format, code, obj] = ["json", e.code, e.body];
   }
   const body = format === "protobuf"
     ? encodeK8sProtobuf(obj)

@@ -2,7 +2,7 @@
  * PATCH bodies: JSON merge patch (RFC 7386) and JSON patch (RFC 6902), the
  * two kinds the API server accepts for custom resources.
  */
-import { badRequest, StatusError, statusBody } from "./status.ts";
+import { badRequest, statusBody, StatusError } from "./status.ts";
 
 type Json = unknown;
 
@@ -26,15 +26,25 @@ function unprocessable(message: string): StatusError {
 function pointer(path: string): string[] {
   if (path === "") return [];
   if (!path.startsWith("/")) throw badRequest(`invalid JSON pointer: ${path}`);
-  return path.slice(1).split("/").map((t) => t.replaceAll("~1", "/").replaceAll("~0", "~"));
+  return path.slice(1).split("/").map((t) =>
+    t.replaceAll("~1", "/").replaceAll("~0", "~")
+  );
 }
 
 function parentOf(doc: Json, tokens: string[], op: string): Json {
   let cur = doc;
   for (const t of tokens.slice(0, -1)) {
-    cur = Array.isArray(cur) ? cur[Number(t)] : isObject(cur) ? cur[t] : undefined;
+    cur = Array.isArray(cur)
+      ? cur[Number(t)]
+      : isObject(cur)
+      ? cur[t]
+      : undefined;
     if (cur === undefined) {
-      throw unprocessable(`${op} operation does not apply: doc is missing path: ${tokens.join("/")}`);
+      throw unprocessable(
+        `${op} operation does not apply: doc is missing path: ${
+          tokens.join("/")
+        }`,
+      );
     }
   }
   return cur;
@@ -43,7 +53,11 @@ function parentOf(doc: Json, tokens: string[], op: string): Json {
 function getAt(doc: Json, path: string): Json {
   let cur = doc;
   for (const t of pointer(path)) {
-    cur = Array.isArray(cur) ? cur[Number(t)] : isObject(cur) ? cur[t] : undefined;
+    cur = Array.isArray(cur)
+      ? cur[Number(t)]
+      : isObject(cur)
+      ? cur[t]
+      : undefined;
     if (cur === undefined) {
       throw unprocessable(`doc is missing path: "${path}"`);
     }
@@ -57,11 +71,17 @@ function removeAt(doc: Json, path: string): Json {
   const last = tokens[tokens.length - 1];
   if (Array.isArray(parent)) {
     const i = Number(last);
-    if (!(i >= 0 && i < parent.length)) throw unprocessable(`remove operation does not apply: doc is missing path: "${path}"`);
+    if (!(i >= 0 && i < parent.length)) {
+      throw unprocessable(
+        `remove operation does not apply: doc is missing path: "${path}"`,
+      );
+    }
     return parent.splice(i, 1)[0];
   }
   if (!isObject(parent) || !(last in parent)) {
-    throw unprocessable(`remove operation does not apply: doc is missing path: "${path}"`);
+    throw unprocessable(
+      `remove operation does not apply: doc is missing path: "${path}"`,
+    );
   }
   const v = parent[last];
   delete parent[last];
@@ -75,22 +95,32 @@ function addAt(doc: Json, path: string, value: Json, replace: boolean): Json {
   const last = tokens[tokens.length - 1];
   if (Array.isArray(parent)) {
     const i = last === "-" ? parent.length : Number(last);
-    if (!(i >= 0 && i <= parent.length)) throw unprocessable(`add operation does not apply: index out of range: "${path}"`);
+    if (!(i >= 0 && i <= parent.length)) {
+      throw unprocessable(
+        `add operation does not apply: index out of range: "${path}"`,
+      );
+    }
     if (replace) parent[i] = structuredClone(value);
     else parent.splice(i, 0, structuredClone(value));
   } else if (isObject(parent)) {
     if (replace && !(last in parent)) {
-      throw unprocessable(`replace operation does not apply: doc is missing key: ${path}`);
+      throw unprocessable(
+        `replace operation does not apply: doc is missing key: ${path}`,
+      );
     }
     parent[last] = structuredClone(value);
   } else {
-    throw unprocessable(`add operation does not apply: doc is missing path: "${path}"`);
+    throw unprocessable(
+      `add operation does not apply: doc is missing path: "${path}"`,
+    );
   }
   return doc;
 }
 
 export function jsonPatch(target: Json, ops: Json): Json {
-  if (!Array.isArray(ops)) throw badRequest("json patch must be an array of operations");
+  if (!Array.isArray(ops)) {
+    throw badRequest("json patch must be an array of operations");
+  }
   let doc = structuredClone(target);
   for (const op of ops as Record<string, Json>[]) {
     const path = String(op.path ?? "");
@@ -107,7 +137,9 @@ export function jsonPatch(target: Json, ops: Json): Json {
       case "move":
       case "copy": {
         const from = String(op.from ?? "");
-        const v = op.op === "move" ? removeAt(doc, from) : structuredClone(getAt(doc, from));
+        const v = op.op === "move"
+          ? removeAt(doc, from)
+          : structuredClone(getAt(doc, from));
         doc = addAt(doc, path, v, false);
         break;
       }

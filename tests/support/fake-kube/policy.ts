@@ -84,19 +84,25 @@ export class Policy {
 
   private matches(rule: PolicyRule, user: UserInfo, a: RequestAttributes) {
     const groups = user.groups ?? [];
-    const subject = (rule.users ?? []).some((u) => u === "*" || u === user.username) ||
+    const subject =
+      (rule.users ?? []).some((u) => u === "*" || u === user.username) ||
       (rule.groups ?? []).some((g) => g === "*" || groups.includes(g));
     if (!subject || !anyOf(rule.verbs, a.verb)) return false;
     if (a.path !== undefined) {
       return (rule.nonResourceURLs ?? []).some((u) =>
-        u === "*" || u === a.path || (u.endsWith("*") && a.path!.startsWith(u.slice(0, -1)))
+        u === "*" || u === a.path ||
+        (u.endsWith("*") && a.path!.startsWith(u.slice(0, -1)))
       );
     }
     if (rule.nonResourceURLs && !rule.resources) return false;
-    const resource = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+    const resource = a.subresource
+      ? `${a.resource}/${a.subresource}`
+      : a.resource;
     const resources = rule.resources ?? ["*"];
-    const resourceOk = resources.includes("*") || resources.includes(resource) ||
-      (a.subresource !== undefined && resources.includes(`*/${a.subresource}`)) ||
+    const resourceOk = resources.includes("*") ||
+      resources.includes(resource) ||
+      (a.subresource !== undefined &&
+        resources.includes(`*/${a.subresource}`)) ||
       resources.includes(`${a.resource}/*`);
     if (!resourceOk || !anyOf(rule.apiGroups, a.group)) return false;
     if (rule.resourceNames && !rule.resourceNames.includes(a.name ?? "")) {
@@ -128,7 +134,8 @@ export class Policy {
       return {
         allowed: true,
         denied: false,
-        reason: `RBAC: allowed by ClusterRoleBinding "${allowedBy.name}" of ClusterRole "${allowedBy.name}" to User "${user.username}"`,
+        reason:
+          `RBAC: allowed by ClusterRoleBinding "${allowedBy.name}" of ClusterRole "${allowedBy.name}" to User "${user.username}"`,
       };
     }
     // RBAC has no opinion and says nothing, as a real cluster does.

@@ -30,7 +30,8 @@ function requirements(text: string): string[] {
 export function parseLabelSelector(text: string | null): Selector {
   if (!text) return matchAll;
   const tests = requirements(text).map((req): Selector => {
-    const labels = (o: JsonObject): Record<string, string> => o.metadata?.labels ?? {};
+    const labels = (o: JsonObject): Record<string, string> =>
+      o.metadata?.labels ?? {};
     let m = /^!\s*([\w./-]+)$/.exec(req);
     if (m) {
       const key = m[1];
@@ -66,7 +67,11 @@ export function parseFieldSelector(text: string | null): Selector {
   if (!text) return matchAll;
   const tests = requirements(text).map((req): Selector => {
     const m = /^([\w.]+)\s*(==|=|!=)\s*(.*)$/.exec(req);
-    if (!m) throw badRequest(`invalid selector: '${text}'; can't understand '${req}'`);
+    if (!m) {
+      throw badRequest(
+        `invalid selector: '${text}'; can't understand '${req}'`,
+      );
+    }
     const [, field, op, value] = m;
     if (field !== "metadata.name" && field !== "metadata.namespace") {
       throw badRequest(`field label not supported: ${field}`);

@@ -133,7 +133,8 @@ export function forbidden(a: ForbiddenAttributes): StatusError {
     why = `User "${a.user}" cannot ${a.verb} path "${a.path}"`;
   } else {
     const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
-    why = `User "${a.user}" cannot ${a.verb} resource "${res}" in API group "${a.group}"` +
+    why =
+      `User "${a.user}" cannot ${a.verb} resource "${res}" in API group "${a.group}"` +
       (a.namespace
         ? ` in the namespace "${a.namespace}"`
         : " at the cluster scope");
@@ -227,6 +228,11 @@ export function invalid(
 export function notFoundPath(): StatusError {
   return new StatusError(
     404,
-    statusBody(404, "NotFound", "the server could not find the requested resource", {}),
+    statusBody(
+      404,
+      "NotFound",
+      "the server could not find the requested resource",
+      {},
+    ),
   );
 }

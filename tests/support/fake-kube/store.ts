@@ -75,7 +75,10 @@ export class ObjectStore {
   create(rt: ResourceType, input: JsonObject): JsonObject {
     const obj = structuredClone(input);
     const meta = obj.metadata ??= {};
-    const key = objectKey(rt.namespaced ? meta.namespace : undefined, meta.name);
+    const key = objectKey(
+      rt.namespaced ? meta.namespace : undefined,
+      meta.name,
+    );
     const t = this.table(rt);
     if (t.has(key)) throw alreadyExists(rt.group, rt.resource, meta.name);
     if (!rt.namespaced) delete meta.namespace;
@@ -97,7 +100,10 @@ export class ObjectStore {
   update(rt: ResourceType, input: JsonObject, expectRv?: string): JsonObject {
     const obj = structuredClone(input);
     const meta = obj.metadata ??= {};
-    const key = objectKey(rt.namespaced ? meta.namespace : undefined, meta.name);
+    const key = objectKey(
+      rt.namespaced ? meta.namespace : undefined,
+      meta.name,
+    );
     const t = this.table(rt);
     const prev = t.get(key);
     if (!prev) throw notFound(rt.group, rt.resource, meta.name);
@@ -175,7 +181,13 @@ export class ObjectStore {
     t.delete(key);
     const obj = structuredClone(prev);
     obj.metadata.resourceVersion = String(++this.rv);
-    this.emit({ type: "DELETED", rt, object: obj, previous: prev, rv: this.rv });
+    this.emit({
+      type: "DELETED",
+      rt,
+      object: obj,
+      previous: prev,
+      rv: this.rv,
+    });
     return structuredClone(obj);
   }
 

@@ -87,7 +87,8 @@ export class TokenAuthority {
 
   /** Registers an opaque user token and returns it. */
   addUserToken(user: UserInfo, opts: UserTokenOptions = {}): string {
-    const token = opts.token ?? `user-${b64url(crypto.getRandomValues(new Uint8Array(18)))}`;
+    const token = opts.token ??
+      `user-${b64url(crypto.getRandomValues(new Uint8Array(18)))}`;
     this.userTokens.set(token, {
       user,
       audiences: opts.audiences,
@@ -156,9 +157,9 @@ export class TokenAuthority {
       const matched = wanted.filter((a) => tokenAudiences.includes(a));
       if (!matched.length) {
         return fail(
-          `token audiences ${quoteList(tokenAudiences)} is invalid for the target audiences ${
-            quoteList(wanted)
-          }`,
+          `token audiences ${
+            quoteList(tokenAudiences)
+          } is invalid for the target audiences ${quoteList(wanted)}`,
         );
       }
       const groups = user.user.groups ?? [];
@@ -198,9 +199,9 @@ export class TokenAuthority {
     const matched = wanted.filter((a) => tokenAudiences.includes(a));
     if (!matched.length) {
       return fail(
-        `token audiences ${quoteList(tokenAudiences)} is invalid for the target audiences ${
-          quoteList(wanted)
-        }`,
+        `token audiences ${
+          quoteList(tokenAudiences)
+        } is invalid for the target audiences ${quoteList(wanted)}`,
       );
     }
     const k = claims["kubernetes.io"];

@@ -1,0 +1,218 @@
+/**
+ * Lean stream clients, one per protocol, so the client costs the same on
+ * every path and the measurement is of what sits in between. Binary clients
+ * count tuples with the gateway's own wire scan (no decode); JSON clients
+ * parse each record with JSON.parse, as any JSON consumer would.
+ */
+import * as http2 from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import {
+  GetMetadataAllocatedRequestSchema,
+  GetMetadataDeltaRequestSchema,
+} from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
+import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
+import {
+  type Envelope,
+  EnvelopeSplitter,
+  rawGrpcCall,
+} from "../src/upstream/grpc-relay-call.ts";
+
+export interface StreamQuery {
+  namespace: string;
+  snapshot: string;
+  maxResults: number;
+  /** With a base, the stream is GetMetadataDelta (gRPC client only). */
+  baseSnapshotId?: string;
+}
+
+export interface StreamResult {
+  tuples: number;
+  seconds: number;
+  /** Seconds from sending the request to the first tuple. */
+  firstBlockSeconds: number;
+}
+
+export type Protocol =
+  | "grpc"
+  | "connect"
+  | "grpc-web"
+  | "connect-json"
+  | "ndjson"
+  | "sse";
+
+const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
+const DELTA = "/snapshotmetadata.SnapshotMetadata/GetMetadataDelta";
+const noop = () => {};
+
+function requestBytes(q: StreamQuery): Uint8Array {
+  if (q.baseSnapshotId !== undefined) {
+    return toBinary(
+      GetMetadataDeltaRequestSchema,
+      create(GetMetadataDeltaRequestSchema, {
+        namespace: q.namespace,
+        baseSnapshotId: q.baseSnapshotId,
+        targetSnapshotName: q.snapshot,
+        maxResults: q.maxResults,
+      }),
+    );
+  }
+  return toBinary(
+    GetMetadataAllocatedRequestSchema,
+    create(GetMetadataAllocatedRequestSchema, {
+      namespace: q.namespace,
+      snapshotName: q.snapshot,
+      maxResults: q.maxResults,
+    }),
+  );
+}
+
+/** Native gRPC over one kept HTTP/2 connection per base URL. */
+export class GrpcClient {
+  #sessions = new Map<string, http2.ClientHttp2Session>();
+
+  async stream(baseUrl: string, q: StreamQuery): Promise<StreamResult> {
+    let session = this.#sessions.get(baseUrl);
+    if (!session || session.closed || session.destroyed) {
+      session = http2.connect(baseUrl);
+      session.on("error", () => {});
+      this.#sessions.set(baseUrl, session);
+    }
+    const t0 = performance.now();
+    let first = 0, tuples = 0;
+    for await (
+      const m of rawGrpcCall(
+        session,
+        q.baseSnapshotId === undefined ? ALLOCATED : DELTA,
+        requestBytes(q),
+        {
+          signal: new AbortController().signal,
+        },
+      )
+    ) {
+      tuples += scanMetadataMessage(m, noop).tuples;
+      if (first === 0) first = performance.now();
+    }
+    const end = performance.now();
+    return {
+      tuples,
+      seconds: (end - t0) / 1000,
+      firstBlockSeconds: ((first || end) - t0) / 1000,
+    };
+  }
+
+  close(): void {
+    for (const s of this.#sessions.values()) s.close();
+    this.#sessions.clear();
+  }
+}
+
+/** Connect or gRPC-Web over fetch, binary or (Connect) JSON. */
+export async function fetchRpcStream(
+  httpUrl: string,
+  protocol: "connect" | "grpc-web" | "connect-json",
+  q: StreamQuery,
+): Promise<StreamResult> {
+  const json = protocol === "connect-json";
+  const body = json
+    ? new TextEncoder().encode(JSON.stringify({
+      namespace: q.namespace,
+      snapshotName: q.snapshot,
+      maxResults: q.maxResults,
+    }))
+    : requestBytes(q);
+  const headers: Record<string, string> = protocol === "grpc-web"
+    ? { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }
+    : {
+      "content-type": json
+        ? "application/connect+json"
+        : "application/connect+proto",
+      "connect-protocol-version": "1",
+    };
+  const t0 = performance.now();
+  const res = await fetch(httpUrl + ALLOCATED, {
+    method: "POST",
+    headers,
+    body: encodeEnvelope(0, body),
+  });
+  if (res.status !== 200 || !res.body) {
+    throw new Error(`${protocol}: HTTP ${res.status} ${await res.text()}`);
+  }
+  const splitter = new EnvelopeSplitter();
+  const envelopes: Envelope[] = [];
+  let first = 0, tuples = 0, ended = false;
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body) {
+    splitter.push(chunk, envelopes);
+    for (const e of envelopes) {
+      if (e.flags === 0) {
+        tuples += json
+          ? (JSON.parse(decoder.decode(e.data)).blockMetadata?.length ?? 0)
+          : scanMetadataMessage(e.data, noop).tuples;
+        if (first === 0) first = performance.now();
+      } else {
+        // Connect end-stream (0x02) is JSON; gRPC-Web trailers (0x80) are headers.
+        const text = decoder.decode(e.data);
+        const failed = protocol === "grpc-web"
+          ? !/grpc-status:\s*0\r?\n/i.test(text)
+          : JSON.parse(text).error !== undefined;
+        if (failed) throw new Error(`${protocol}: stream failed: ${text}`);
+        ended = true;
+      }
+    }
+    envelopes.length = 0;
+  }
+  if (!ended) {
+    throw new Error(`${protocol}: stream ended without its end frame`);
+  }
+  const end = performance.now();
+  return {
+    tuples,
+    seconds: (end - t0) / 1000,
+    firstBlockSeconds: ((first || end) - t0) / 1000,
+  };
+}
+
+/** The HTTP/JSON surface: NDJSON lines or SSE `data:` lines, one JSON record each. */
+export async function httpJsonStream(
+  httpUrl: string,
+  format: "ndjson" | "sse",
+  q: StreamQuery,
+): Promise<StreamResult> {
+  const url =
+    `${httpUrl}/v1/namespaces/${q.namespace}/snapshots/${q.snapshot}` +
+    `/allocated?maxResults=${q.maxResults}`;
+  const t0 = performance.now();
+  const res = await fetch(url, {
+    headers: {
+      accept: format === "sse" ? "text/event-stream" : "application/x-ndjson",
+    },
+  });
+  if (res.status !== 200 || !res.body) {
+    throw new Error(`${format}: HTTP ${res.status} ${await res.text()}`);
+  }
+  let first = 0, tuples = 0, ended = false, rest = "";
+  const prefix = format === "sse" ? "data: " : "";
+  for await (const text of res.body.pipeThrough(new TextDecoderStream())) {
+    const lines = (rest + text).split("\n");
+    rest = lines.pop()!;
+    for (const line of lines) {
+      if (!line.startsWith(prefix) || line.length === prefix.length) continue;
+      const record = JSON.parse(line.slice(prefix.length));
+      if (record.type === "blocks") {
+        tuples += record.blocks.length;
+        if (first === 0) first = performance.now();
+      } else if (record.type === "end") ended = true;
+      else if (record.type === "error") {
+        throw new Error(`${format}: stream failed: ${line}`);
+      }
+    }
+  }
+  if (!ended) throw new Error(`${format}: stream ended without an end record`);
+  const end = performance.now();
+  return {
+    tuples,
+    seconds: (end - t0) / 1000,
+    firstBlockSeconds: ((first || end) - t0) / 1000,
+  };
+}

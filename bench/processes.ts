@@ -1,0 +1,178 @@
+/**
+ * The processes a benchmark measures: cbt-gateway instances (`src/main.ts`)
+ * and Debian's nginx, each a child process, and what /proc says about them
+ * (CPU time, resident memory, peak resident memory).
+ */
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const CLOCK_TICKS = 100; // getconf CLK_TCK on Linux
+
+export interface Child {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export interface GatewayProcess extends Child {
+  httpUrl: string;
+  grpcUrl: string;
+}
+
+/** Starts `src/main.ts` with `args` plus ephemeral ports; resolves once it listens. */
+export async function startGatewayProcess(
+  args: string[],
+  denoFlags: string[] = [],
+): Promise<GatewayProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      ...denoFlags,
+      `${ROOT}/src/main.ts`,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--grpc-port",
+      "0",
+      ...args,
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let httpUrl: string | undefined, grpcUrl: string | undefined;
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  while (!httpUrl || !grpcUrl) {
+    const { value, done } = await lines.read();
+    if (done) {
+      clearTimeout(deadline);
+      throw new Error(`gateway exited before listening:\n${text}`);
+    }
+    text += value;
+    httpUrl ??= /HTTP\/JSON:\s+(\S+)/.exec(text)?.[1];
+    grpcUrl ??= /native gRPC \(HTTP\/2\):\s+(\S+)/.exec(text)?.[1];
+  }
+  clearTimeout(deadline);
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })().catch(() => {});
+  return { pid: child.pid, httpUrl, grpcUrl, stop: () => stopChild(child) };
+}
+
+async function stopChild(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, 5000);
+  await child.status;
+  clearTimeout(timer);
+}
+
+/** A free loopback port (nginx can't listen on port 0 and report it). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/**
+ * nginx as a single process (`master_process off`, so its CPU is one pid's)
+ * relaying h2c gRPC to `upstream` with `grpc_pass`, long timeouts for long
+ * streams and small buffers so it streams rather than stores.
+ */
+export async function startNginx(
+  upstream: URL,
+  dir: string,
+): Promise<Child & { url: string }> {
+  const port = freePort();
+  const conf = `master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port} http2;
+    location / {
+      grpc_pass grpc://${upstream.host};
+      grpc_read_timeout 1h;
+      grpc_send_timeout 1h;
+      grpc_buffer_size 64k;
+    }
+  }
+}
+`;
+  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
+  const child = new Deno.Command("/usr/sbin/nginx", {
+    args: [
+      "-p",
+      dir,
+      "-e",
+      `${dir}/error.log`,
+      "-c",
+      `${dir}/nginx.conf`,
+      "-g",
+      "daemon off;",
+    ],
+    stdout: "null",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  // Ready when the port accepts connections.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) {
+        await stopChild(child);
+        throw new Error(`nginx did not start: ${e}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return {
+    pid: child.pid,
+    url: `http://127.0.0.1:${port}`,
+    stop: () => stopChild(child),
+  };
+}
+
+/** User + system CPU seconds a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // Fields after the parenthesised command name; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Current and peak resident set, in bytes. */
+export function memory(pid: number): { rss: number; peak: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (name: string) =>
+    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) *
+    1024;
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+}
+
+/** Resets the peak resident set (VmHWM) so the next reading covers one run. */
+export function resetPeak(pid: number): void {
+  try {
+    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch { /* not permitted here: peaks then cover the whole process life */ }
+}

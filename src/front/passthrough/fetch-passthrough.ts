@@ -1,0 +1,91 @@
+/**
+ * Pass-through for the fetch front: Connect and gRPC-Web binary server
+ * streams answered with the upstream's message bytes in fresh envelopes.
+ * Returns undefined for anything else (JSON, unary, other methods), which
+ * the connect-es router then serves.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { binaryProtocolOf, endFrame } from "./framing.ts";
+import { PASSTHROUGH_METHODS, type StartStream } from "./methods.ts";
+import { openCall, type PassthroughOptions } from "./call.ts";
+
+async function readBody(request: Request, max: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(await request.arrayBuffer());
+  // The envelope header is 5 bytes on top of the message limit.
+  if (bytes.length > max + 5) {
+    throw new ConnectError(
+      `request of ${bytes.length} bytes exceeds ${max}`,
+      Code.ResourceExhausted,
+    );
+  }
+  return bytes;
+}
+
+export function createFetchPassthrough(
+  gateway: Gateway,
+  options: PassthroughOptions,
+): (request: Request) => Promise<Response> | undefined {
+  return (request) => {
+    if (request.method !== "POST") return undefined;
+    const start = PASSTHROUGH_METHODS.get(new URL(request.url).pathname);
+    const protocol = binaryProtocolOf(request.headers.get("content-type"));
+    if (!start || (protocol !== "connect" && protocol !== "grpc-web")) {
+      return undefined;
+    }
+    return respond(protocol, start);
+
+    async function respond(
+      protocol: "connect" | "grpc-web",
+      start: StartStream,
+    ): Promise<Response> {
+      let call;
+      try {
+        call = await openCall(
+          gateway,
+          start,
+          protocol,
+          request.headers,
+          () => readBody(request, options.readMaxBytes),
+          request.signal,
+          options,
+        );
+      } catch (e) {
+        // Errors before the first message still travel in the end frame.
+        return new Response(endFrame(protocol, ConnectError.from(e)), {
+          headers: {
+            "content-type": protocol === "connect"
+              ? "application/connect+proto"
+              : "application/grpc-web+proto",
+          },
+        });
+      }
+      const { frames } = call;
+      let finished = false;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (finished) return;
+          try {
+            const r = await frames.next();
+            if (r.done) {
+              finished = true;
+              controller.enqueue(endFrame(protocol, undefined));
+              controller.close();
+            } else {
+              controller.enqueue(r.value);
+            }
+          } catch (e) {
+            finished = true;
+            controller.enqueue(endFrame(protocol, ConnectError.from(e)));
+            controller.close();
+          }
+        },
+        cancel() {
+          finished = true;
+          call.cancel();
+        },
+      }, { highWaterMark: 1 });
+      return new Response(body, { headers: call.headers });
+    }
+  };
+}

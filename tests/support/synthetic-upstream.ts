@@ -1,0 +1,122 @@
+/**
+ * A synthetic snapshot-metadata gRPC server (node:http2) for tests that need
+ * streams no file-backed volume could give cheaply: arbitrarily long
+ * FIXED_LENGTH streams, failures mid-stream, and broken invariants. It
+ * honours HTTP/2 flow control and counts the bytes it has written per stream,
+ * so tests can see how far it ran ahead of the consumer.
+ *
+ * Snapshot names choose the stream:
+ *   t<N>        N tuples of 4 KiB, then grpc-status 0
+ *   fail<N>     N tuples, then grpc-status 14 (Unavailable) "upstream lost"
+ *   disorder    two messages, the second going backwards (invariant broken)
+ */
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { fromBinary } from "@bufbuild/protobuf";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { GetMetadataAllocatedRequestSchema } from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
+import {
+  encodeMetadataMessage,
+  FIXED_LENGTH,
+} from "../../src/wire/metadata-message.ts";
+
+const BLOCK = 4096;
+const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
+
+function plan(
+  name: string,
+): { tuples: number; status: string; disorder?: boolean } {
+  const m = /^(t|fail)(\d+)$/.exec(name);
+  if (m) return { tuples: Number(m[2]), status: m[1] === "t" ? "0" : "14" };
+  if (name === "disorder") return { tuples: 2, status: "0", disorder: true };
+  return { tuples: 0, status: "5" };
+}
+
+export interface SyntheticUpstream {
+  url: string;
+  /** Bytes written to each stream so far, by request order. */
+  sent: number[];
+  close(): Promise<void>;
+}
+
+export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
+  const sent: number[] = [];
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    const id = sent.push(0) - 1;
+    const chunks: Uint8Array<ArrayBuffer>[] = [];
+    stream.on("data", (c: Uint8Array<ArrayBuffer>) => chunks.push(c));
+    stream.on("error", () => {});
+    stream.on("end", async () => {
+      if (headers[":path"] !== ALLOCATED) {
+        stream.respond({ ":status": 200, "grpc-status": "12" });
+        stream.end();
+        return;
+      }
+      const body = new Uint8Array(await new Blob(chunks).arrayBuffer());
+      const req = fromBinary(
+        GetMetadataAllocatedRequestSchema,
+        body.subarray(5),
+      );
+      const { tuples: total, status, disorder } = plan(req.snapshotName);
+      const per = disorder ? 1 : req.maxResults || 256;
+      const capacity = total * BLOCK;
+      stream.respond({
+        ":status": 200,
+        "content-type": "application/grpc+proto",
+      }, { waitForTrailers: true });
+      stream.on(
+        "wantTrailers",
+        () =>
+          stream.sendTrailers(
+            status === "0" ? { "grpc-status": "0" } : {
+              "grpc-status": status,
+              "grpc-message": status === "14" ? "upstream lost" : "not found",
+            },
+          ),
+      );
+      const offsets: number[] = [], sizes: number[] = [];
+      for (let done = 0; done < total && !stream.closed; done += per) {
+        const n = Math.min(per, total - done);
+        offsets.length = sizes.length = n;
+        for (let i = 0; i < n; i++) {
+          offsets[i] = (disorder ? 1 - done : done + i) * BLOCK;
+          sizes[i] = BLOCK;
+        }
+        const frame = encodeEnvelope(
+          0,
+          encodeMetadataMessage({
+            blockMetadataType: FIXED_LENGTH,
+            volumeCapacityBytes: capacity,
+            offsets,
+            sizes,
+          }),
+        );
+        sent[id] += frame.length;
+        if (!stream.write(frame)) {
+          await new Promise<void>((resolve) => {
+            stream.once("drain", resolve);
+            stream.once("close", resolve);
+          });
+        }
+      }
+      if (!stream.closed) stream.end();
+    });
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    sent,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sessions) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
