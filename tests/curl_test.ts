@@ -188,6 +188,17 @@ Deno.test("curl: VARIABLE_LENGTH store output equals ground truth", async () => 
       await curl("-N", `${base}/snap-3/delta?baseSnapshotName=snap-1`),
     );
     assert.deepEqual(tuplesOf(delta), demo.truth.delta("snap-1", "snap-3"));
+    // A stream with no blocks still says what it would have been: the store
+    // knows capacity and block type without streaming.
+    const empty = parseNdjson(
+      await curl(
+        "-N",
+        `${base}/snap-3/allocated?startingOffset=${demo.truth.capacity}`,
+      ),
+    );
+    assert.deepEqual(empty.map((r) => r.type), ["header", "end"]);
+    assert.equal(empty[0].blockMetadataType, "VARIABLE_LENGTH");
+    assert.equal(empty[0].volumeCapacityBytes, demo.truth.capacity);
   } finally {
     await gw.close();
     await demo.cleanup();

@@ -435,6 +435,48 @@ Deno.test("upstream gRPC transport against the gateway's gRPC port", async (t) =
       },
     );
 
+    await t.step("a silent upstream: the deadline still applies", async () => {
+      // Accepts TCP connections and never says a word: no TLS handshake, no
+      // HTTP/2 SETTINGS.
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const held: Deno.Conn[] = [];
+      const accepting = (async () => {
+        for await (const conn of listener) held.push(conn);
+      })();
+      const port = (listener.addr as Deno.NetAddr).port;
+      try {
+        for (
+          const baseUrl of [
+            `https://127.0.0.1:${port}`,
+            `http://127.0.0.1:${port}`,
+          ]
+        ) {
+          const transport = createUpstreamGrpcTransport({
+            baseUrl,
+            ca: baseUrl.startsWith("https") ? f.caPem : undefined,
+          });
+          try {
+            await expectError(
+              drain(
+                createClient(SnapshotMetadata, transport).getMetadataAllocated(
+                  { namespace: NS, snapshotName: "target" },
+                  { timeoutMs: 200 },
+                ),
+              ),
+              Code.DeadlineExceeded,
+              /timed out/,
+            );
+          } finally {
+            transport.close();
+          }
+        }
+      } finally {
+        listener.close();
+        await accepting.catch(() => {});
+        for (const conn of held) conn.close();
+      }
+    });
+
     await t.step("nothing listening: Unavailable", async () => {
       const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const port = (listener.addr as Deno.NetAddr).port;
@@ -479,12 +521,32 @@ function base64(text: string | undefined): Uint8Array {
   return Uint8Array.from(atob(text ?? ""), (c) => c.charCodeAt(0));
 }
 
+/** The fields of errors.json cases and streams/*.json this test reads. */
+interface RecordedCase {
+  case: string;
+  rpc: Recording["rpc"];
+  requestMessageB64: string;
+  grpcStatus: string | number | null;
+  grpcMessage: string;
+  trailersOnly: boolean;
+  responseHeaders: http2.OutgoingHttpHeaders;
+  responseBodyB64?: string;
+  trailers: Record<string, string>;
+  messages?: JsonValue[];
+}
+interface RecordedStream extends
+  Omit<
+    RecordedCase,
+    "case" | "requestMessageB64" | "grpcStatus" | "grpcMessage"
+  > {
+  request: { messageB64: string };
+}
+
 async function loadRecordings(): Promise<Recording[]> {
   const out: Recording[] = [];
-  // deno-lint-ignore no-explicit-any
-  const errors = JSON.parse(
+  const errors: RecordedCase[] = JSON.parse(
     await Deno.readTextFile(new URL("errors.json", VECTORS)),
-  ).cases as any[];
+  ).cases;
   for (const c of errors) {
     if (c.grpcStatus === null) continue; // the stream that never ended
     out.push({
@@ -501,7 +563,7 @@ async function loadRecordings(): Promise<Recording[]> {
   }
   for await (const entry of Deno.readDir(new URL("streams/", VECTORS))) {
     if (entry.name.startsWith("expected-")) continue;
-    const r = JSON.parse(
+    const r: RecordedStream = JSON.parse(
       await Deno.readTextFile(new URL(`streams/${entry.name}`, VECTORS)),
     );
     out.push({
@@ -513,7 +575,7 @@ async function loadRecordings(): Promise<Recording[]> {
       trailers: r.trailersOnly ? null : r.trailers,
       grpcStatus: Number(r.trailers["grpc-status"]),
       grpcMessage: r.trailers["grpc-message"],
-      messages: r.messages,
+      messages: r.messages ?? [],
     });
   }
   return out;

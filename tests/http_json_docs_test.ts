@@ -14,11 +14,17 @@ import { parseNdjson, type Rec } from "./support/json-records.ts";
 import { ROOT, run } from "./support/run.ts";
 
 const DOC = Deno.readTextFileSync(`${ROOT}/docs/http-json.md`);
+const README = Deno.readTextFileSync(`${ROOT}/README.md`);
 const DOC_URL = "http://localhost:8080";
 
-function blocks(lang: string): string[] {
+function blocks(lang: string, doc = DOC): string[] {
   const re = new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g");
-  return [...DOC.matchAll(re)].map((m) => m[1]);
+  return [...doc.matchAll(re)].map((m) => m[1]);
+}
+
+/** README shell blocks that call the HTTP/JSON surface of the local demo. */
+function readmeCurlBlocks(): string[] {
+  return blocks("sh", README).filter((b) => b.includes(`${DOC_URL}/v1/`));
 }
 
 async function withDemoGateway(
@@ -43,7 +49,8 @@ async function withDemoGateway(
 }
 
 Deno.test("docs: every curl example runs and succeeds against the demo", async () => {
-  const scripts = blocks("sh");
+  const scripts = [...blocks("sh"), ...readmeCurlBlocks()];
+  assert.ok(readmeCurlBlocks().length >= 1, "README has no HTTP/JSON curl example");
   const curls = scripts.join("\n").match(/^curl /gm)?.length ?? 0;
   assert.ok(curls >= 12, `found only ${curls} curl examples`);
   await withDemoGateway(async (gw) => {

@@ -66,7 +66,7 @@ export class Gateway {
     const snapshotName = requireSnapshotName("snapshot_name", req.snapshotName);
     const startingOffset = requireStartingOffset(req.startingOffset);
     const maxResults = requireMaxResults(req.maxResults);
-    const options = await this.#admit(namespace, req.securityToken, call);
+    const options = await this.admit(namespace, req.securityToken, call);
     const upstream = this.backend.getMetadataAllocated(
       {
         namespace,
@@ -95,7 +95,7 @@ export class Gateway {
     );
     const startingOffset = requireStartingOffset(req.startingOffset);
     const maxResults = requireMaxResults(req.maxResults);
-    const options = await this.#admit(namespace, req.securityToken, call);
+    const options = await this.admit(namespace, req.securityToken, call);
     const upstream = this.backend.getMetadataDelta(
       {
         namespace,
@@ -121,7 +121,7 @@ export class Gateway {
       req.baseSnapshotName,
     );
     requireSnapshotName("target_snapshot_name", req.targetSnapshotName);
-    const options = await this.#admit(namespace, req.securityToken, call);
+    const options = await this.admit(namespace, req.securityToken, call);
     const base = await this.backend.getSnapshot(namespace, baseName, options);
     return this.getMetadataDelta(
       { ...req, baseSnapshotId: base.snapshotId },
@@ -138,7 +138,7 @@ export class Gateway {
   ): Promise<SnapshotInfo> {
     const namespace = requireNamespace(namespaceIn);
     const name = requireSnapshotName("snapshot_name", nameIn);
-    const options = await this.#admit(namespace, securityToken, call);
+    const options = await this.admit(namespace, securityToken, call);
     return this.backend.getSnapshot(namespace, name, options);
   }
 
@@ -148,12 +148,16 @@ export class Gateway {
     call: CallEnvelope,
   ): Promise<SnapshotInfo[]> {
     const namespace = requireNamespace(namespaceIn);
-    const options = await this.#admit(namespace, securityToken, call);
+    const options = await this.admit(namespace, securityToken, call);
     return this.backend.listSnapshots(namespace, options);
   }
 
-  /** Authenticates and authorizes; the result is what the backend gets. */
-  async #admit(
+  /**
+   * Authenticates and authorizes a caller for a namespace; the result is what
+   * the backend gets. Every call goes through here, and so do fronts that
+   * admit callers for something else (stream tickets).
+   */
+  async admit(
     namespace: string,
     securityToken: string,
     call: CallEnvelope,

@@ -43,8 +43,9 @@ export interface FileSnapshotStoreOptions {
 }
 
 /** The store's view of one image as a SnapshotInfo. */
-function toInfo(loc: ImageLocation): SnapshotInfo {
+function toInfo(loc: ImageLocation, blockMetadataType: number): SnapshotInfo {
   return {
+    blockMetadataType,
     namespace: loc.namespace,
     name: loc.name,
     snapshotId: formatSnapshotId(loc),
@@ -260,14 +261,17 @@ export class FileSnapshotStore implements Backend {
     name: string,
     _options: CallOptions,
   ): Promise<SnapshotInfo> {
-    return toInfo(await this.#dir.byName(namespace, "snapshot_name", name));
+    const location = await this.#dir.byName(namespace, "snapshot_name", name);
+    return toInfo(location, this.blockMetadataType);
   }
 
   async listSnapshots(
     namespace: string,
     _options: CallOptions,
   ): Promise<SnapshotInfo[]> {
-    return (await this.#dir.list(namespace)).map(toInfo);
+    return (await this.#dir.list(namespace)).map((loc) =>
+      toInfo(loc, this.blockMetadataType)
+    );
   }
 
   /** Aborts open streams and waits until their files are closed. */

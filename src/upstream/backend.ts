@@ -50,6 +50,11 @@ export interface SnapshotInfo {
   snapshotId: string;
   volume: string;
   volumeCapacityBytes: number;
+  /**
+   * The block type its streams use (1 FIXED_LENGTH, 2 VARIABLE_LENGTH), when
+   * the backend knows it without streaming; 0 when it doesn't.
+   */
+  blockMetadataType?: number;
   readyToUse: boolean;
 }
 

@@ -47,22 +47,44 @@ export function createHttp2Client(
         Code.Internal,
       );
     }
-    if (req.signal?.aborted) throw abortError(req.signal);
-    let stream: http2.ClientHttp2Stream;
-    try {
-      stream = await sessions.request(
-        req.method,
-        url.pathname + url.search,
-        nodeHeaders(req.header),
-        {},
-      );
-    } catch (e) {
-      throw connectFailure(sessions.authority, e);
-    }
+    const stream = await openStream(
+      sessions,
+      req.method,
+      url.pathname + url.search,
+      nodeHeaders(req.header),
+      req.signal,
+    );
     const exchange = new Exchange(stream, sessions, highWaterMark, req.signal);
     void exchange.send(req.body);
     return exchange.response;
   };
+}
+
+/**
+ * A new stream on the session (connecting first if need be). The call's
+ * signal applies while connecting too: a deadline must not wait out a TCP
+ * or TLS handshake that never finishes.
+ */
+function openStream(
+  sessions: Http2SessionManager,
+  method: string,
+  path: string,
+  headers: http2.OutgoingHttpHeaders,
+  signal: AbortSignal | undefined,
+): Promise<http2.ClientHttp2Stream> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    const onAbort = () => reject(abortError(signal!));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    sessions.request(method, path, headers, {}).then((stream) => {
+      signal?.removeEventListener("abort", onAbort);
+      if (signal?.aborted) stream.close(http2.constants.NGHTTP2_CANCEL);
+      else resolve(stream);
+    }, (e) => {
+      signal?.removeEventListener("abort", onAbort);
+      reject(connectFailure(sessions.authority, e));
+    });
+  });
 }
 
 /** One request/response on one HTTP/2 stream. */
@@ -226,36 +248,33 @@ function connectFailure(authority: string, e: unknown): ConnectError {
   );
 }
 
+/** RST_STREAM codes with a gRPC meaning (grpc/doc/PROTOCOL-HTTP2.md "Errors"). */
+const RST_STREAM_CODES = new Map<number, Code>([
+  [http2.constants.NGHTTP2_CANCEL, Code.Canceled],
+  [http2.constants.NGHTTP2_REFUSED_STREAM, Code.Unavailable],
+  [http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, Code.ResourceExhausted],
+  [http2.constants.NGHTTP2_INADEQUATE_SECURITY, Code.PermissionDenied],
+]);
+
 /**
- * The stream ended without its response: the RST_STREAM code decides the
- * gRPC code (grpc/doc/PROTOCOL-HTTP2.md "Errors"); a stream closed without
- * one went down with its connection.
+ * The stream ended without its response. A reset's code decides the gRPC
+ * code (unlisted ones are Internal); a stream closed without a reset went
+ * down with its connection.
  */
 function streamFailure(
   stream: http2.ClientHttp2Stream,
   e: unknown,
 ): ConnectError {
-  const c = http2.constants;
-  const rst = stream.rstCode;
-  const code = rst === c.NGHTTP2_CANCEL
-    ? Code.Canceled
-    : rst === c.NGHTTP2_REFUSED_STREAM
-    ? Code.Unavailable
-    : rst === c.NGHTTP2_ENHANCE_YOUR_CALM
-    ? Code.ResourceExhausted
-    : rst === c.NGHTTP2_INADEQUATE_SECURITY
-    ? Code.PermissionDenied
-    : rst !== undefined && rst !== c.NGHTTP2_NO_ERROR
-    ? Code.Internal
+  const rst = stream.rstCode ?? http2.constants.NGHTTP2_NO_ERROR;
+  const reset = rst !== http2.constants.NGHTTP2_NO_ERROR;
+  const code = reset
+    ? RST_STREAM_CODES.get(rst) ?? Code.Internal
     : Code.Unavailable;
   const detail = e instanceof Error
     ? e.message
     : "closed before the response ended";
-  const rstText = rst !== undefined && rst !== c.NGHTTP2_NO_ERROR
-    ? ` (RST_STREAM ${rst})`
-    : "";
   return new ConnectError(
-    `HTTP/2 stream ${detail}${rstText}`,
+    `HTTP/2 stream ${detail}${reset ? ` (RST_STREAM ${rst})` : ""}`,
     code,
     undefined,
     undefined,

@@ -100,14 +100,17 @@ export async function handleStream(
       startingOffset: stream.startingOffset,
     };
     if (started.first.done) {
-      // No message, so the stream never said the capacity: ask the backend.
-      header.volumeCapacityBytes = await gw.getSnapshot(
+      // No message, so the stream never said the capacity or the block
+      // type: ask the backend, which may know them from the snapshot.
+      const info = await gw.getSnapshot(
         route.namespace,
         route.snapshot,
         token,
         call,
       )
-        .then((s) => s.volumeCapacityBytes, () => null);
+        .catch(() => undefined);
+      header.volumeCapacityBytes = info?.volumeCapacityBytes ?? null;
+      header.blockMetadataType = info?.blockMetadataType ?? 0;
     }
   } catch (err) {
     abort.abort();

@@ -28,20 +28,14 @@ export async function handleTicket(
     }
     const namespace = requireNamespace(route.namespace);
     const snapshot = requireSnapshotName("snapshot", route.snapshot);
-    const call = {
+    // The same admission as every call, then a lookup, so nobody gets a
+    // ticket for a snapshot that isn't there.
+    const options = await gateway.admit(namespace, "", {
       headers: request.headers,
-      securityToken: "",
-      signal: request.signal,
-    };
-    // The same admission as every call (Gateway.#admit), then a lookup, so
-    // nobody gets a ticket for a snapshot that isn't there.
-    const caller = await gateway.auth.authenticate(call);
-    await gateway.auth.authorize(caller, namespace, request.signal);
-    await gateway.backend.getSnapshot(namespace, snapshot, {
-      caller,
       signal: request.signal,
     });
-    const issued = await tickets.issue(caller, namespace, snapshot);
+    await gateway.backend.getSnapshot(namespace, snapshot, options);
+    const issued = await tickets.issue(options.caller, namespace, snapshot);
     return Response.json(issued, {
       status: 201,
       headers: { "cache-control": "no-store" },
