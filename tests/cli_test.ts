@@ -120,6 +120,17 @@ Deno.test("bad flags exit 2 with a message", async () => {
         /refusing to serve an open gateway on 0\.0\.0\.0/,
       ],
       [["--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
+      [
+        [
+          "--host",
+          "0.0.0.0",
+          "--auth",
+          "passthrough",
+          "--data-dir",
+          "/nonexistent/cbt",
+        ],
+        /the embedded store has none/,
+      ],
     ] as const
   ) {
     const r = await run(deno, ["task", "start", ...args], { cwd: ROOT });

@@ -2,8 +2,9 @@
  * Config → backend, auth and routes → a running gateway, plus the banner the
  * CLI prints (URLs and a ready-to-paste call).
  */
-import type { Config } from "../config.ts";
-import { NoAuth } from "../auth/authenticator.ts";
+import { type Config, ConfigError } from "../config.ts";
+import { type Authenticator, NoAuth } from "../auth/authenticator.ts";
+import { PassthroughAuth } from "../auth/passthrough-auth.ts";
 import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
 import { FileSnapshotStore } from "../store/file-store.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
@@ -23,6 +24,8 @@ export async function startFromConfig(
   if (config.backend !== "embedded") {
     throw new Error(`backend ${config.backend} is not available in this build`);
   }
+  // Auth first: a refused configuration leaves the data dir untouched.
+  const auth = await callerAuth(config);
   const seeded = await seedDemoIfEmpty(config.dataDir);
   const backend = new FileSnapshotStore({
     dataDir: config.dataDir,
@@ -30,7 +33,7 @@ export async function startFromConfig(
       ? VARIABLE_LENGTH
       : FIXED_LENGTH,
   });
-  const running = await startGateway(config, { backend, auth: new NoAuth() });
+  const running = await startGateway(config, { backend, auth });
   const banner = [
     `cbt-gateway: ${backend.name} backend on ${config.dataDir}${
       seeded ? " (seeded the demo)" : ""
@@ -47,6 +50,34 @@ export async function startFromConfig(
   return { ...running, banner };
 }
 
+/**
+ * Caller auth for the embedded and relay backends (Kubernetes mode builds
+ * its own). Kubernetes' client is loaded only when it is used.
+ */
+async function callerAuth(config: Config): Promise<Authenticator> {
+  switch (config.auth) {
+    case "none":
+      return new NoAuth();
+    case "passthrough":
+      if (config.backend === "embedded") {
+        throw new ConfigError(
+          "--auth passthrough forwards callers' tokens to an upstream to check, and the embedded store has none: use --auth kubernetes",
+        );
+      }
+      return new PassthroughAuth();
+    case "kubernetes": {
+      const { KubeApi, loadKubeConfig } = await import("../kube/kube-api.ts");
+      const { KubernetesAuth } = await import("../auth/kubernetes-auth.ts");
+      return new KubernetesAuth(
+        new KubeApi(loadKubeConfig(config.kubeconfig)),
+        {
+          audiences: config.authAudiences,
+        },
+      );
+    }
+  }
+}
+
 /** --backend grpc: relay to a static upstream (no store, no demo seed). */
 async function startRelay(config: Config): Promise<StartedFromConfig> {
   const backend = new GrpcRelayBackend({
@@ -55,7 +86,10 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
       ? await Deno.readTextFile(config.upstreamCa)
       : undefined,
   });
-  const running = await startGateway(config, { backend, auth: new NoAuth() });
+  const running = await startGateway(config, {
+    backend,
+    auth: await callerAuth(config),
+  });
   return {
     ...running,
     banner: [

@@ -1,0 +1,65 @@
+/** Flags and environment → Config, and the refusals people should see. */
+import { deepStrictEqual, equal, throws } from "node:assert/strict";
+import { ConfigError, isLoopback, parseConfig } from "../src/config.ts";
+
+Deno.test("defaults: embedded store on loopback, no auth, ports 8080/8081", () => {
+  const c = parseConfig([], {});
+  deepStrictEqual(
+    [c.backend, c.dataDir, c.host, c.port, c.grpcPort, c.blockMetadataType, c.auth],
+    ["embedded", "data", "127.0.0.1", 8080, 8081, "FIXED_LENGTH", "none"],
+  );
+});
+
+Deno.test("environment fills what flags don't; flags win", () => {
+  const env = {
+    CBT_GATEWAY_PORT: "9000",
+    CBT_GATEWAY_GRPC_PORT: "9001",
+    CBT_GATEWAY_DATA_DIR: "/srv/images",
+    CBT_GATEWAY_CORS_ORIGIN: "https://a.example, https://b.example",
+  };
+  const c = parseConfig(["--port", "7000"], env);
+  deepStrictEqual([c.port, c.grpcPort, c.dataDir], [7000, 9001, "/srv/images"]);
+  deepStrictEqual(c.corsOrigins, ["https://a.example", "https://b.example"]);
+});
+
+Deno.test("repeatable flags and overrides", () => {
+  const c = parseConfig([
+    "--backend",
+    "kubernetes",
+    "--service-override",
+    "hostpath.csi.k8s.io=hostpath-sms",
+    "--service-override",
+    "ebs.csi.aws.com=ebs",
+    "--auth-audience",
+    "cbt-gateway",
+  ], {});
+  equal(c.auth, "kubernetes", "kubernetes backend defaults to kubernetes auth");
+  deepStrictEqual(c.serviceOverrides, { "hostpath.csi.k8s.io": "hostpath-sms", "ebs.csi.aws.com": "ebs" });
+  deepStrictEqual(c.authAudiences, ["cbt-gateway"]);
+});
+
+Deno.test("an open gateway beyond loopback is refused; an authenticated one is not", () => {
+  for (const host of ["0.0.0.0", "::", "10.0.0.5", "example.com"]) {
+    throws(() => parseConfig(["--host", host], {}), ConfigError);
+  }
+  equal(parseConfig(["--host", "0.0.0.0", "--auth", "passthrough"], {}).host, "0.0.0.0");
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) equal(isLoopback(host), true, host);
+});
+
+Deno.test("bad values are refused with the flag's name", () => {
+  const cases: [string[], RegExp][] = [
+    [["--port", "65536"], /--port/],
+    [["--port", "-1"], /--port/],
+    [["--grpc-port", "1e3"], /--grpc-port/],
+    [["--auth", "magic"], /--auth/],
+    [["--backend", "s3"], /--backend/],
+    [["--service-account", "just-a-name"], /--service-account/],
+    [["--service-override", "driver"], /--service-override/],
+    [["--ticket-secret", "short"], /--ticket-secret/],
+    [["--tls-key", "k.pem"], /--tls-cert and --tls-key/],
+    [["positional"], /positional|Unexpected argument/i],
+  ];
+  for (const [args, pattern] of cases) {
+    throws(() => parseConfig(args, {}), (e: unknown) => e instanceof ConfigError && pattern.test(e.message), args.join(" "));
+  }
+});
