@@ -16,7 +16,11 @@ import {
 
 const CAP = 1 << 20;
 
-function msg(type: number, tuples: [number, number][], capacity = CAP): Uint8Array {
+function msg(
+  type: number,
+  tuples: [number, number][],
+  capacity = CAP,
+): Uint8Array {
   const m: MetadataMessage = {
     blockMetadataType: type,
     volumeCapacityBytes: capacity,
@@ -65,16 +69,31 @@ Deno.test("a good stream passes untouched and progress adds up", async () => {
 });
 
 Deno.test("a first tuple may start before an unaligned starting offset but must end after it", async () => {
-  const ok1 = await drain(new CheckedStream(from([msg(FIXED_LENGTH, [[4096, 4096]])]), 5000));
+  const ok1 = await drain(
+    new CheckedStream(from([msg(FIXED_LENGTH, [[4096, 4096]])]), 5000),
+  );
   equal(ok1.error, undefined);
-  const bad = await drain(new CheckedStream(from([msg(FIXED_LENGTH, [[0, 4096]])]), 5000));
-  ok(bad.error instanceof ConnectError && bad.error.code === Code.Internal, String(bad.error));
+  const bad = await drain(
+    new CheckedStream(from([msg(FIXED_LENGTH, [[0, 4096]])]), 5000),
+  );
+  ok(
+    bad.error instanceof ConnectError && bad.error.code === Code.Internal,
+    String(bad.error),
+  );
 });
 
-const broken: { label: string; messages: Uint8Array[]; goodBefore: number; resumeAt: number }[] = [
+const broken: {
+  label: string;
+  messages: Uint8Array[];
+  goodBefore: number;
+  resumeAt: number;
+}[] = [
   {
     label: "tuples out of order across messages",
-    messages: [msg(FIXED_LENGTH, [[8192, 4096]]), msg(FIXED_LENGTH, [[4096, 4096]])],
+    messages: [
+      msg(FIXED_LENGTH, [[8192, 4096]]),
+      msg(FIXED_LENGTH, [[4096, 4096]]),
+    ],
     goodBefore: 1,
     resumeAt: 12288,
   },
@@ -86,19 +105,28 @@ const broken: { label: string; messages: Uint8Array[]; goodBefore: number; resum
   },
   {
     label: "block type changes mid-stream",
-    messages: [msg(FIXED_LENGTH, [[0, 4096]]), msg(VARIABLE_LENGTH, [[8192, 8192]])],
+    messages: [
+      msg(FIXED_LENGTH, [[0, 4096]]),
+      msg(VARIABLE_LENGTH, [[8192, 8192]]),
+    ],
     goodBefore: 1,
     resumeAt: 4096,
   },
   {
     label: "capacity changes mid-stream",
-    messages: [msg(FIXED_LENGTH, [[0, 4096]]), msg(FIXED_LENGTH, [[8192, 4096]], CAP * 2)],
+    messages: [
+      msg(FIXED_LENGTH, [[0, 4096]]),
+      msg(FIXED_LENGTH, [[8192, 4096]], CAP * 2),
+    ],
     goodBefore: 1,
     resumeAt: 4096,
   },
   {
     label: "FIXED_LENGTH with unequal sizes",
-    messages: [msg(FIXED_LENGTH, [[0, 4096]]), msg(FIXED_LENGTH, [[8192, 8192]])],
+    messages: [
+      msg(FIXED_LENGTH, [[0, 4096]]),
+      msg(FIXED_LENGTH, [[8192, 8192]]),
+    ],
     goodBefore: 1,
     resumeAt: 4096,
   },
@@ -122,7 +150,10 @@ const broken: { label: string; messages: Uint8Array[]; goodBefore: number; resum
   },
   {
     label: "bytes that are not a message (truncated)",
-    messages: [msg(FIXED_LENGTH, [[0, 4096]]), msg(FIXED_LENGTH, [[8192, 4096]]).slice(0, 7)],
+    messages: [
+      msg(FIXED_LENGTH, [[0, 4096]]),
+      msg(FIXED_LENGTH, [[8192, 4096]]).slice(0, 7),
+    ],
     goodBefore: 1,
     resumeAt: 4096,
   },
@@ -134,7 +165,15 @@ for (const b of broken) {
     const { relayed, error } = await drain(stream);
     ok(error instanceof ConnectError, `expected a ConnectError, got ${error}`);
     equal(Code[error.code], "Internal", error.message);
-    equal(relayed.length, b.goodBefore, "only the good messages before the break are relayed");
-    equal(stream.progress.nextOffset, b.resumeAt, "progress says where to resume");
+    equal(
+      relayed.length,
+      b.goodBefore,
+      "only the good messages before the break are relayed",
+    );
+    equal(
+      stream.progress.nextOffset,
+      b.resumeAt,
+      "progress says where to resume",
+    );
   });
 }

@@ -5,7 +5,15 @@ import { ConfigError, isLoopback, parseConfig } from "../src/config.ts";
 Deno.test("defaults: embedded store on loopback, no auth, ports 8080/8081", () => {
   const c = parseConfig([], {});
   deepStrictEqual(
-    [c.backend, c.dataDir, c.host, c.port, c.grpcPort, c.blockMetadataType, c.auth],
+    [
+      c.backend,
+      c.dataDir,
+      c.host,
+      c.port,
+      c.grpcPort,
+      c.blockMetadataType,
+      c.auth,
+    ],
     ["embedded", "data", "127.0.0.1", 8080, 8081, "FIXED_LENGTH", "none"],
   );
 });
@@ -34,7 +42,10 @@ Deno.test("repeatable flags and overrides", () => {
     "cbt-gateway",
   ], {});
   equal(c.auth, "kubernetes", "kubernetes backend defaults to kubernetes auth");
-  deepStrictEqual(c.serviceOverrides, { "hostpath.csi.k8s.io": "hostpath-sms", "ebs.csi.aws.com": "ebs" });
+  deepStrictEqual(c.serviceOverrides, {
+    "hostpath.csi.k8s.io": "hostpath-sms",
+    "ebs.csi.aws.com": "ebs",
+  });
   deepStrictEqual(c.authAudiences, ["cbt-gateway"]);
 });
 
@@ -42,8 +53,13 @@ Deno.test("an open gateway beyond loopback is refused; an authenticated one is n
   for (const host of ["0.0.0.0", "::", "10.0.0.5", "example.com"]) {
     throws(() => parseConfig(["--host", host], {}), ConfigError);
   }
-  equal(parseConfig(["--host", "0.0.0.0", "--auth", "passthrough"], {}).host, "0.0.0.0");
-  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) equal(isLoopback(host), true, host);
+  equal(
+    parseConfig(["--host", "0.0.0.0", "--auth", "passthrough"], {}).host,
+    "0.0.0.0",
+  );
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) {
+    equal(isLoopback(host), true, host);
+  }
 });
 
 Deno.test("bad values are refused with the flag's name", () => {
@@ -60,6 +76,10 @@ Deno.test("bad values are refused with the flag's name", () => {
     [["positional"], /positional|Unexpected argument/i],
   ];
   for (const [args, pattern] of cases) {
-    throws(() => parseConfig(args, {}), (e: unknown) => e instanceof ConfigError && pattern.test(e.message), args.join(" "));
+    throws(
+      () => parseConfig(args, {}),
+      (e: unknown) => e instanceof ConfigError && pattern.test(e.message),
+      args.join(" "),
+    );
   }
 });

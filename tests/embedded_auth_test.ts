@@ -11,10 +11,14 @@ import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts
 import { parseConfig } from "../src/config.ts";
 import { startFromConfig } from "../src/server/from-config.ts";
 import { DEMO } from "../src/store/demo-seed.ts";
-import { serviceAccountUser, startFakeKube } from "./support/fake-kube/server.ts";
+import {
+  serviceAccountUser,
+  startFakeKube,
+} from "./support/fake-kube/server.ts";
 
 Deno.test({
-  name: "embedded store with --auth kubernetes: unauthenticated, denied and allowed callers",
+  name:
+    "embedded store with --auth kubernetes: unauthenticated, denied and allowed callers",
   // client-node's keep-alive agent outlives the test (see fake_kube_test.ts).
   sanitizeResources: false,
   sanitizeOps: false,
@@ -23,8 +27,18 @@ Deno.test({
     await using kube = await startFakeKube({
       serviceAccounts: [{ namespace: "cbt-system", name: "cbt-gateway" }],
       policy: [
-        { users: [gatewaySa], verbs: ["create"], apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"] },
-        { users: [gatewaySa], verbs: ["create"], apiGroups: ["authorization.k8s.io"], resources: ["subjectaccessreviews"] },
+        {
+          users: [gatewaySa],
+          verbs: ["create"],
+          apiGroups: ["authentication.k8s.io"],
+          resources: ["tokenreviews"],
+        },
+        {
+          users: [gatewaySa],
+          verbs: ["create"],
+          apiGroups: ["authorization.k8s.io"],
+          resources: ["subjectaccessreviews"],
+        },
         {
           users: ["alice"],
           verbs: ["get"],
@@ -34,7 +48,9 @@ Deno.test({
         },
       ],
     });
-    const kubeconfig = await kube.writeKubeconfig(kube.serviceAccountToken("cbt-system", "cbt-gateway"));
+    const kubeconfig = await kube.writeKubeconfig(
+      kube.serviceAccountToken("cbt-system", "cbt-gateway"),
+    );
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-embedded-auth-" });
     const gw = await startFromConfig(parseConfig([
       "--auth",
@@ -63,23 +79,47 @@ Deno.test({
           }),
         );
         const blocks: number[] = [];
-        for await (const m of client.getMetadataAllocated({ namespace: DEMO.namespace, snapshotName: "snap-2" })) {
-          for (const b of m.blockMetadata) blocks.push(Number(b.byteOffset) / 4096);
+        for await (
+          const m of client.getMetadataAllocated({
+            namespace: DEMO.namespace,
+            snapshotName: "snap-2",
+          })
+        ) {
+          for (const b of m.blockMetadata) {
+            blocks.push(Number(b.byteOffset) / 4096);
+          }
         }
         return blocks;
       };
       const codeOf = (p: Promise<unknown>) =>
-        p.then(() => "OK", (e) => e instanceof ConnectError ? Code[e.code] : String(e));
+        p.then(
+          () => "OK",
+          (e) => e instanceof ConnectError ? Code[e.code] : String(e),
+        );
 
       kube.clearRequests();
       equal(await codeOf(call()), "Unauthenticated");
-      equal(kube.requests.length, 0, "no credential: the API server is not even asked");
+      equal(
+        kube.requests.length,
+        0,
+        "no credential: the API server is not even asked",
+      );
       equal(await codeOf(call("not-a-token")), "Unauthenticated");
-      const bob = kube.mintUserToken({ username: "bob", groups: ["system:authenticated"] });
+      const bob = kube.mintUserToken({
+        username: "bob",
+        groups: ["system:authenticated"],
+      });
       equal(await codeOf(call(bob)), "PermissionDenied");
-      const alice = kube.mintUserToken({ username: "alice", groups: ["system:authenticated"] });
-      deepStrictEqual(await call(alice), [...DEMO.snapshots.find((s) => s.name === "snap-2")!.allocatedBlocks]);
-      const sar = kube.requestsFor({ resource: "subjectaccessreviews" }).at(-1)!;
+      const alice = kube.mintUserToken({
+        username: "alice",
+        groups: ["system:authenticated"],
+      });
+      deepStrictEqual(await call(alice), [
+        ...DEMO.snapshots.find((s) => s.name === "snap-2")!.allocatedBlocks,
+      ]);
+      const sar = kube.requestsFor({ resource: "subjectaccessreviews" }).at(
+        -1,
+      )!;
       const spec = (sar.body as { spec: Record<string, unknown> }).spec;
       equal(spec.user, "alice");
       deepStrictEqual(spec.resourceAttributes, {
@@ -90,10 +130,13 @@ Deno.test({
         resource: "volumesnapshots",
       });
       // The same over the HTTP/JSON surface: statuses, not streams.
-      const url = `${gw.httpUrl}/v1/namespaces/${DEMO.namespace}/snapshots/snap-2/allocated`;
+      const url =
+        `${gw.httpUrl}/v1/namespaces/${DEMO.namespace}/snapshots/snap-2/allocated`;
       const statuses = [];
       for (const token of [undefined, "not-a-token", bob, alice]) {
-        const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+        const res = await fetch(url, {
+          headers: token ? { authorization: `Bearer ${token}` } : {},
+        });
         statuses.push(res.status);
         await res.body?.cancel();
       }

@@ -12,6 +12,7 @@ import { startHttpServer } from "./deno-server.ts";
 import { createFetchHandler, type FetchRoute } from "./fetch-handler.ts";
 import { startGrpcServer } from "./grpc-server.ts";
 import { createHttpJsonRoutes } from "../front/http-json/index.ts";
+import { createUiRoute } from "../ui/ui-route.ts";
 
 export interface RunningGateway {
   gateway: Gateway;
@@ -55,6 +56,7 @@ export async function startGateway(
           ? new TextEncoder().encode(config.ticketSecret)
           : undefined,
       }),
+      createUiRoute(),
     ],
     shutdownSignal: shutdown.signal,
   });
