@@ -50,7 +50,10 @@ async function withDemoGateway(
 
 Deno.test("docs: every curl example runs and succeeds against the demo", async () => {
   const scripts = [...blocks("sh"), ...readmeCurlBlocks()];
-  assert.ok(readmeCurlBlocks().length >= 1, "README has no HTTP/JSON curl example");
+  assert.ok(
+    readmeCurlBlocks().length >= 1,
+    "README has no HTTP/JSON curl example",
+  );
   const curls = scripts.join("\n").match(/^curl /gm)?.length ?? 0;
   assert.ok(curls >= 12, `found only ${curls} curl examples`);
   await withDemoGateway(async (gw) => {

@@ -298,6 +298,8 @@ function bytes(n) {
 // ---- snapshots ----
 
 async function listSnapshots() {
+  controller?.abort(); // a new listing replaces whatever was being drawn
+  controller = null;
   const ns = el.ns.value.trim();
   setState("idle", "Listing snapshots of " + ns + "…");
   try {
