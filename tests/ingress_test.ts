@@ -4,11 +4,14 @@
  * the test), with the clients users use — connect-web (Connect binary and
  * JSON, gRPC-Web), `buf curl --protocol grpc` through grpc_pass, and `curl -N`.
  *
- * What a proxy gets wrong, each shown not to happen here: streams buffered
- * until they end, quiet streams cut by the idle timeout, mid-stream errors
- * lost. nginx's read timeout is set short (READ_TIMEOUT_S) so the quiet
- * stream test is quick, and a control run without heartbeats proves that
- * timeout really is armed.
+ * What a proxy gets wrong, each shown not to happen here: streams held back
+ * until they end, a slow client's stream spooled to disk (the upstream runs
+ * unchecked), quiet streams cut by the idle timeout, mid-stream errors lost.
+ * nginx's read timeout is set short (READ_TIMEOUT_S) so the quiet stream test
+ * is quick, and a control run without heartbeats proves that timeout is armed.
+ * Each config line these tests lean on was checked by breaking it: buffering
+ * on fails the slow-client test, gzip on the NDJSON encoding check, both
+ * together the early-records test.
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import {
@@ -531,8 +534,9 @@ Deno.test("ingress: nginx passes records and messages on before the stream ends"
         await c.close();
       }
 
-      // Connect and gRPC-Web responses carry no X-Accel-Buffering header:
-      // only the config's `proxy_buffering off` lets them through early.
+      // Connect and gRPC-Web responses carry no X-Accel-Buffering header, so
+      // only the config decides (with buffering on and gzip on, nginx holds
+      // them until the stream ends).
       for (const [name, make] of Object.entries(webClients)) {
         backend.armPause(2);
         const finishedBefore: number = backend.streamsFinished;
@@ -819,8 +823,7 @@ Deno.test("ingress: a client that stops reading holds the upstream back (nginx s
           !/buffered to a temporary file/.test(await nginx.errorLog()),
           "nginx spooled the stream to disk",
         );
-        console.log('DEBUG yielded', backend.yielded);
-      equal(backend.aborted, false);
+        equal(backend.aborted, false);
       } finally {
         await reader.cancel();
       }

@@ -67,6 +67,11 @@ export function createFetchHandler(
 
   async function route(request: Request): Promise<Response> {
     const url = new URL(request.url);
+    if (url.pathname === "/" && request.method === "GET") {
+      // People who open the gateway's address in a browser get the viewer.
+      // (Not Response.redirect: its headers are immutable, and CORS adds some.)
+      return new Response(null, { status: 302, headers: { location: "/ui/" } });
+    }
     if (url.pathname === "/healthz") {
       return Response.json({ status: "ok", backend: gateway.backend.name });
     }

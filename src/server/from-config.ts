@@ -41,6 +41,7 @@ export async function startFromConfig(
     `${config.blockMetadataType}, auth ${config.auth}`,
     `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
     `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
+    `  block map in a browser:        ${running.httpUrl}/ui/`,
     `Try:`,
     `  curl -N '${running.httpUrl}/v1/namespaces/${DEMO.namespace}/snapshots/snap-2/delta?baseSnapshotName=snap-1'`,
     `  npx --yes @bufbuild/buf@1.75.0 curl --protocol connect --schema proto ` +
