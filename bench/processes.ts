@@ -24,6 +24,8 @@ export async function startGatewayProcess(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      // As `deno task start` runs it (see deno.json).
+      "--unstable-no-legacy-abort",
       "--allow-all",
       ...denoFlags,
       `${ROOT}/src/main.ts`,

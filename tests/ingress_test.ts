@@ -61,9 +61,11 @@ import {
   demoBackend,
   MemoryBackend,
 } from "./support/memory-backend.ts";
+import { loadManifests } from "./support/kube-fixture.ts";
 import {
   gatewayNginxConfig,
   type RunningNginx,
+  SHIPPED_CONFIG,
   startNginx,
 } from "./support/nginx.ts";
 import { ROOT } from "./support/run.ts";
@@ -833,5 +835,75 @@ Deno.test("ingress: a client that stops reading holds the upstream back (nginx s
       );
       ok(backend.yielded < backend.messages / 2);
     },
+  );
+});
+
+/** nginx time ("1h", "90s", "500ms"…) in seconds. */
+function nginxSeconds(value: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(value);
+  if (!m) throw new Error(`not an nginx time: ${value}`);
+  const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[m[2] ?? "s"]!;
+  return Number(m[1]) * unit;
+}
+
+Deno.test("ingress: deploy/ingress.yaml routes to the Service's ports with the nginx config's settings", async () => {
+  const manifests = await loadManifests();
+  const conf = await Deno.readTextFile(SHIPPED_CONFIG);
+  const directive = (name: string) => {
+    const all = [...conf.matchAll(new RegExp(`^\\s*${name} (\\S+);$`, "gm"))];
+    equal(all.length, 1, `${name} in ${SHIPPED_CONFIG}`);
+    return all[0][1];
+  };
+  const svc = manifests.find((m) =>
+    m.kind === "Service" && m.metadata.name === "cbt-gateway"
+  );
+  ok(svc, "Service cbt-gateway");
+  const ingresses = manifests.filter((m) => m.kind === "Ingress");
+  equal(ingresses.length, 2);
+  const byPort = new Map<string, Rec>();
+  for (const ing of ingresses) {
+    equal(ing.metadata.namespace, svc.metadata.namespace);
+    const hosts = ing.spec.rules.map((r: Rec) => r.host);
+    deepStrictEqual(ing.spec.tls.flatMap((t: Rec) => t.hosts), hosts);
+    for (const rule of ing.spec.rules) {
+      for (const path of rule.http.paths) {
+        equal(path.backend.service.name, svc.metadata.name);
+        const port = svc.spec.ports.find((p: Rec) =>
+          p.name === path.backend.service.port.name
+        );
+        ok(port, `Service port ${path.backend.service.port.name}`);
+        byPort.set(port.name, { ing, port, hosts });
+      }
+    }
+  }
+  const http = byPort.get("http")!, grpc = byPort.get("grpc")!;
+  ok(http && grpc && http.ing !== grpc.ing, "one Ingress per Service port");
+  const a = (x: Rec, key: string) =>
+    x.ing.metadata.annotations[`nginx.ingress.kubernetes.io/${key}`];
+  // Connect and gRPC share URL paths: only distinct hosts keep them apart.
+  ok(!http.hosts.some((h: string) => grpc.hosts.includes(h)));
+  equal(a(grpc, "backend-protocol"), "GRPC");
+  equal(grpc.port.appProtocol, "kubernetes.io/h2c");
+  ok([undefined, "HTTP"].includes(a(http, "backend-protocol")));
+  equal(a(http, "proxy-buffering"), directive("proxy_buffering"));
+  equal(
+    a(http, "proxy-request-buffering"),
+    directive("proxy_request_buffering"),
+  );
+  equal(
+    Number(a(http, "proxy-read-timeout")),
+    nginxSeconds(directive("proxy_read_timeout")),
+  );
+  equal(
+    Number(a(grpc, "proxy-read-timeout")),
+    nginxSeconds(directive("grpc_read_timeout")),
+  );
+  equal(
+    Number(a(http, "proxy-send-timeout")),
+    nginxSeconds(directive("proxy_send_timeout")),
+  );
+  equal(
+    Number(a(grpc, "proxy-send-timeout")),
+    nginxSeconds(directive("grpc_send_timeout")),
   );
 });
