@@ -2,9 +2,18 @@
  * Native gRPC over HTTP/2 (h2c, or TLS with ALPN h2) through node:http2 and
  * connect-node's adapter: a fetch Response has no trailers, so gRPC can't go
  * through the fetch front. Connect and gRPC-Web work on this port too.
+ *
+ * Shutdown goes in bounded steps: stop listening and end every running
+ * call (Unavailable), refuse new streams, wait for the streams to finish,
+ * reset the ones that don't, then GOAWAY each idle session and destroy any
+ * that lingers. So close() can't hang on a client that stops reading, and
+ * no GOAWAY goes out while streams are live: a gateway once aborted in
+ * nghttp2's GOAWAY stream walk (`find_stream_on_goaway_func`) after a
+ * benchmark; not reproduced since, but this keeps that walk empty.
  */
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { registerServices } from "../front/connect-services.ts";
 import { createNodePassthrough } from "../front/passthrough/node-passthrough.ts";
@@ -17,8 +26,19 @@ export interface GrpcServerOptions {
   /** PEM; with both, the port speaks TLS (ALPN h2) instead of h2c. */
   tlsCert?: string;
   tlsKey?: string;
+  /** Ends running calls; `close()` does too. */
   shutdownSignal?: AbortSignal;
 }
+
+/** Shutdown bounds (ms); together under the 5 s a supervisor usually gives. */
+const SHUTDOWN_MS = {
+  /** For the ended calls' streams to finish on their own (trailers sent). */
+  streams: 2000,
+  /** For the streams then reset with CANCEL to close. */
+  reset: 500,
+  /** For sessions to close after their GOAWAY, and again after destroy. */
+  sessions: 1000,
+};
 
 export interface RunningGrpcServer {
   port: number;
@@ -30,21 +50,46 @@ export async function startGrpcServer(
   gateway: Gateway,
   options: GrpcServerOptions,
 ): Promise<RunningGrpcServer> {
+  // The reason is what running calls end with: Unavailable, so clients
+  // know to retry (elsewhere, or once the gateway is back).
+  const stopping = new AbortController();
+  const stop = () =>
+    stopping.abort(
+      new ConnectError("the server is shutting down", Code.Unavailable),
+    );
+  options.shutdownSignal?.addEventListener("abort", stop, { once: true });
+  if (options.shutdownSignal?.aborted) stop();
   const adapter = connectNodeAdapter({
     routes: registerServices(gateway),
     acceptCompression: [compressionGzip],
     readMaxBytes: DEFAULT_READ_MAX_BYTES,
-    shutdownSignal: options.shutdownSignal,
+    shutdownSignal: stopping.signal,
   });
   // Binary server streams skip connect-es's decode/re-encode of every message.
   const passthrough = createNodePassthrough(gateway, {
     compression: [compressionGzip],
     readMaxBytes: DEFAULT_READ_MAX_BYTES,
-  });
+  }, stopping.signal);
+  const streams = new Set<http2.ServerHttp2Stream>();
+  const sessions = new Set<http2.Http2Session>();
+  const changed = new Changes();
   const handler = (
     req: http2.Http2ServerRequest,
     res: http2.Http2ServerResponse,
   ) => {
+    const stream = req.stream;
+    if (stopping.signal.aborted) {
+      // REFUSED_STREAM: the client may safely retry elsewhere.
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    if (!stream.closed) {
+      streams.add(stream);
+      stream.once("close", () => {
+        streams.delete(stream);
+        changed.notify();
+      });
+    }
     if (!passthrough(req, res)) adapter(req, res);
   };
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined;
@@ -54,10 +99,12 @@ export async function startGrpcServer(
       handler,
     )
     : http2.createServer(handler);
-  const sessions = new Set<http2.Http2Session>();
   server.on("session", (s) => {
     sessions.add(s);
-    s.on("close", () => sessions.delete(s));
+    s.on("close", () => {
+      sessions.delete(s);
+      changed.notify();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -70,16 +117,53 @@ export async function startGrpcServer(
   const host = options.hostname.includes(":")
     ? `[${options.hostname}]`
     : options.hostname;
+  let closing: Promise<void> | undefined;
+  async function shutdown(): Promise<void> {
+    let serverClosed = false;
+    server.close(() => {
+      serverClosed = true;
+      changed.notify();
+    });
+    stop();
+    await changed.until(() => streams.size === 0, SHUTDOWN_MS.streams);
+    for (const s of streams) s.close(http2.constants.NGHTTP2_CANCEL);
+    await changed.until(() => streams.size === 0, SHUTDOWN_MS.reset);
+    for (const s of sessions) s.close();
+    await changed.until(() => sessions.size === 0, SHUTDOWN_MS.sessions);
+    for (const s of sessions) s.destroy();
+    await changed.until(() => serverClosed, SHUTDOWN_MS.sessions);
+    options.shutdownSignal?.removeEventListener("abort", stop);
+  }
   return {
     port,
     url: `${tls ? "https" : "http"}://${host}:${port}`,
-    close() {
-      return new Promise((resolve) => {
-        server.close(() => resolve());
-        // GOAWAY: idle sessions end now, open streams may finish (the
-        // shutdown signal ends running calls).
-        for (const s of sessions) s.close();
-      });
-    },
+    close: () => closing ??= shutdown(),
   };
+}
+
+/** Wakes waiters whenever a stream or session closes. */
+class Changes {
+  #waiters = new Set<() => void>();
+
+  notify(): void {
+    for (const w of this.#waiters) w();
+  }
+
+  /** Resolves once `done()` holds, or after `ms` regardless. */
+  until(done: () => boolean, ms: number): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!done()) return;
+        finish();
+      };
+      const finish = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(finish, ms);
+      this.#waiters.add(check);
+    });
+  }
 }

@@ -94,9 +94,14 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
         );
         sent[id] += frame.length;
         if (!stream.write(frame)) {
+          // Both listeners go once either fires: a stream drains thousands
+          // of times, and a 'close' left per wait trips MaxListeners.
           await new Promise<void>((resolve) => {
-            stream.once("drain", resolve);
-            stream.once("close", resolve);
+            const done = () => {
+              stream.off("drain", done).off("close", done);
+              resolve();
+            };
+            stream.on("drain", done).on("close", done);
           });
         }
       }

@@ -4,6 +4,11 @@
  * call fails before its first message). Writes wait for 'drain', so a slow
  * client slows the upstream. Returns false for requests it doesn't own,
  * which connectNodeAdapter then serves.
+ *
+ * Each stream gets one 'close' listener for its whole life; the per-write
+ * waits listen on an AbortSignal instead, so a stream that drains thousands
+ * of times never piles up listeners. (`res.closed` doesn't exist at run time
+ * on an Http2ServerResponse, whatever the types say: closure is tracked here.)
  */
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -58,6 +63,11 @@ function readBody(req: Request, max: number): Promise<Uint8Array> {
 export function createNodePassthrough(
   gateway: Gateway,
   options: PassthroughOptions,
+  /**
+   * Aborting it ends running calls (server shutdown) with its reason when
+   * that is a ConnectError, else with Unavailable.
+   */
+  shutdownSignal?: AbortSignal,
 ): (req: Request, res: Response) => boolean {
   return (req, res) => {
     const start = PASSTHROUGH_METHODS.get(req.url.split("?")[0]);
@@ -67,10 +77,9 @@ export function createNodePassthrough(
     ) {
       return false;
     }
-    serve(req, res, start).catch((e) => {
+    serve(req, res, start).catch(() => {
       // Only a broken socket gets here; the call is over either way.
-      if (!res.closed) res.stream.close();
-      void e;
+      if (!res.stream.closed) res.stream.close();
     });
     return true;
   };
@@ -80,9 +89,39 @@ export function createNodePassthrough(
     res: Response,
     start: StartStream,
   ): Promise<void> {
-    const gone = new AbortController();
-    const onClose = () => gone.abort();
-    res.on("close", onClose);
+    // Aborts when the client goes (Canceled) or the server shuts down
+    // (Unavailable); the reason is the status the call ends with.
+    const ended = new AbortController();
+    let clientGone = false;
+    const onClose = () => {
+      clientGone = true;
+      ended.abort(new ConnectError("client went away", Code.Canceled));
+    };
+    const onShutdown = () =>
+      ended.abort(
+        shutdownSignal?.reason instanceof ConnectError
+          ? shutdownSignal.reason
+          : new ConnectError("the server is shutting down", Code.Unavailable),
+      );
+    res.stream.once("close", onClose);
+    if (res.stream.closed || res.stream.destroyed) onClose();
+    else if (shutdownSignal?.aborted) onShutdown();
+    shutdownSignal?.addEventListener("abort", onShutdown, { once: true });
+    try {
+      await respond(req, res, start, ended.signal, () => clientGone);
+    } finally {
+      res.stream.off("close", onClose);
+      shutdownSignal?.removeEventListener("abort", onShutdown);
+    }
+  }
+
+  async function respond(
+    req: Request,
+    res: Response,
+    start: StartStream,
+    ended: AbortSignal,
+    clientGone: () => boolean,
+  ): Promise<void> {
     let call;
     try {
       call = await openCall(
@@ -91,11 +130,11 @@ export function createNodePassthrough(
         "grpc",
         headersOf(req),
         () => readBody(req, options.readMaxBytes),
-        gone.signal,
+        ended,
         options,
       );
     } catch (e) {
-      if (!res.closed) {
+      if (!clientGone()) {
         // Trailers-Only: the status rides in the headers.
         res.writeHead(200, {
           "content-type": "application/grpc+proto",
@@ -111,31 +150,37 @@ export function createNodePassthrough(
       for (;;) {
         const r = await call.frames.next();
         if (r.done) break;
-        if (res.closed) break;
-        if (!res.write(r.value)) await drained(res);
+        if (clientGone()) break;
+        if (!res.write(r.value)) await drained(res, ended);
       }
     } catch (e) {
       error = ConnectError.from(e);
     }
-    if (res.closed || gone.signal.aborted) {
+    if (clientGone()) {
       call.cancel();
       return;
     }
-    res.off("close", onClose);
+    if (ended.aborted && !error) {
+      // A backend may end quietly when its signal aborts: a stream cut short
+      // by shutdown must not end with status OK.
+      call.cancel();
+      error = ended.reason as ConnectError;
+    }
     res.addTrailers(grpcStatusHeaders(error));
     res.end();
   }
 }
 
-/** Resolves when the response can take more, or is gone. */
-function drained(res: Response): Promise<void> {
+/** Resolves when the response can take more, or the call has ended. */
+function drained(res: Response, ended: AbortSignal): Promise<void> {
+  if (ended.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       res.off("drain", done);
-      res.off("close", done);
+      ended.removeEventListener("abort", done);
       resolve();
     };
     res.on("drain", done);
-    res.on("close", done);
+    ended.addEventListener("abort", done);
   });
 }
