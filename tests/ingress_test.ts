@@ -68,6 +68,7 @@ import {
   SHIPPED_CONFIG,
   startNginx,
 } from "./support/nginx.ts";
+import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT } from "./support/run.ts";
 
 /** nginx's proxy_read_timeout / grpc_read_timeout in these tests. */
@@ -344,26 +345,6 @@ function bufCurlGrpc(url: string, rpc: string, request: unknown): Proc {
   ]);
 }
 
-/** `buf curl` prints each message as an indented JSON object; errors likewise on stderr. */
-function jsonObjects(text: string): Rec[] {
-  const out: Rec[] = [];
-  let depth = 0, start = -1, inString = false, escaped = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (ch === "\\") escaped = true;
-      else if (ch === '"') inString = false;
-    } else if (ch === '"') inString = true;
-    else if (ch === "{") {
-      if (depth++ === 0) start = i;
-    } else if (ch === "}" && --depth === 0) {
-      out.push(JSON.parse(text.slice(start, i + 1)));
-    }
-  }
-  return out;
-}
-
 function bufTuples(messages: Rec[]): Tuple[] {
   return messages.flatMap((m) =>
     (m.blockMetadata ?? []).map((
@@ -467,7 +448,7 @@ Deno.test("ingress: native gRPC through nginx grpc_pass (buf curl) equals ground
         const r = await bufCurlGrpc(grpcUrl, call.rpc, call.request).finish();
         equal(r.code, 0, `buf curl ${call.rpc}: ${r.stderr}`);
         deepStrictEqual(
-          bufTuples(jsonObjects(r.stdout)),
+          bufTuples(parseJsonSequence(r.stdout)),
           call.expected,
           `buf curl grpc ${call.rpc} ${JSON.stringify(call.request)}`,
         );
@@ -486,8 +467,8 @@ Deno.test("ingress: native gRPC through nginx grpc_pass (buf curl) equals ground
           r.code !== 0,
           `buf curl ${rpc} ${JSON.stringify(request)} succeeded`,
         );
-        equal(jsonObjects(r.stdout).length, 0);
-        equal(jsonObjects(r.stderr)[0]?.code, "not_found", r.stderr);
+        equal(parseJsonSequence(r.stdout).length, 0);
+        equal(parseJsonSequence(r.stderr)[0]?.code, "not_found", r.stderr);
       }
       // Every call went through nginx as HTTP/2.
       const want = calls.length + errors.length;
@@ -579,7 +560,7 @@ Deno.test("ingress: nginx passes records and messages on before the stream ends"
           await within(
             EARLY_MS,
             "gRPC messages while the upstream is held",
-            b.readUntil((t) => jsonObjects(t).length >= 2),
+            b.readUntil((t) => parseJsonSequence(t).length >= 2),
           ),
           `buf curl output ended early: ${b.text}`,
         );
@@ -591,7 +572,7 @@ Deno.test("ingress: nginx passes records and messages on before the stream ends"
         backend.release();
         const r = await b.finish();
         equal(r.code, 0, r.stderr);
-        equal(bufTuples(jsonObjects(r.stdout)).length, 56);
+        equal(bufTuples(parseJsonSequence(r.stdout)).length, 56);
       } finally {
         backend.release();
         await b.close();
@@ -721,8 +702,8 @@ Deno.test("ingress: a mid-stream failure through nginx still arrives, on every p
       const g = await bufCurlGrpc(grpcUrl, "GetMetadataAllocated", request)
         .finish();
       ok(g.code !== 0, "buf curl reported success");
-      deepStrictEqual(bufTuples(jsonObjects(g.stdout)), got);
-      equal(jsonObjects(g.stderr)[0]?.code, "unavailable", g.stderr);
+      deepStrictEqual(bufTuples(parseJsonSequence(g.stdout)), got);
+      equal(parseJsonSequence(g.stderr)[0]?.code, "unavailable", g.stderr);
     },
   );
 });

@@ -33,6 +33,7 @@ import {
   type TestGateway,
   writeImage,
 } from "./support/gateway.ts";
+import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT, run } from "./support/run.ts";
 
 const NS = "proto";
@@ -236,26 +237,6 @@ async function callWithClient(
     }
   }
   return c;
-}
-
-/** `buf curl` prints each message as a JSON object; errors as one on stderr. */
-function parseJsonSequence(text: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  let depth = 0, start = -1, inString = false, escaped = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (ch === "\\") escaped = true;
-      else if (ch === '"') inString = false;
-    } else if (ch === '"') inString = true;
-    else if (ch === "{") {
-      if (depth++ === 0) start = i;
-    } else if (ch === "}" && --depth === 0) {
-      out.push(JSON.parse(text.slice(start, i + 1)));
-    }
-  }
-  return out;
 }
 
 const BUF = `${ROOT}/node_modules/.bin/buf`;
