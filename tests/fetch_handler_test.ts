@@ -11,6 +11,7 @@ import { NoAuth } from "../src/auth/authenticator.ts";
 import { Gateway } from "../src/gateway/gateway.ts";
 import { createFetchHandler } from "../src/server/fetch-handler.ts";
 import { demoBackend } from "./support/memory-backend.ts";
+import { ROOT } from "./support/run.ts";
 
 const BASE = "http://gateway.test";
 
@@ -127,4 +128,48 @@ Deno.test("a Connect stream through the bare handler, with no server at all", as
     4094,
     4095,
   ]);
+});
+
+/**
+ * Edge-agnostic by construction: the fetch front's whole module graph (our
+ * modules and the npm packages they pull in) imports no Node builtin, and
+ * none of our modules in it touches the Deno namespace.
+ */
+Deno.test("the fetch front's module graph uses no Deno or Node API", async () => {
+  for (
+    const entry of [
+      "src/server/fetch-handler.ts",
+      "src/front/http-json/index.ts",
+      "src/ui/ui-route.ts",
+    ]
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", entry],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: { specifier: string; local?: string }[];
+    };
+    const specifiers = graph.modules.map((m) => m.specifier);
+    deepStrictEqual(
+      specifiers.filter((s) => s.startsWith("node:")),
+      [],
+      `${entry} pulls in Node builtins`,
+    );
+    const ours = graph.modules.filter((m) =>
+      m.specifier.startsWith(`file://${ROOT}/src/`)
+    );
+    ok(ours.length > 3, `${entry}: graph has our modules`);
+    for (const m of ours) {
+      // Comments may mention Deno; code may not.
+      const code = (await Deno.readTextFile(m.local!)).replace(
+        /\/\*[\s\S]*?\*\/|\/\/.*$/gm,
+        "",
+      );
+      ok(!/\bDeno\./.test(code), `${m.specifier} uses the Deno namespace`);
+    }
+  }
 });
