@@ -7,7 +7,8 @@
  * per million tuples for each. With `--prof`, the V8 log of the gateway is
  * left in the printed directory; summarise it with
  * `node --prof-process --preprocess <log> > p.json` or
- * `node --prof-process <log>`.
+ * `node --prof-process <log>`. `--attach '<command with {pid}>'` runs a
+ * tool on the gateway around the measured streams (strace -c, perf record).
  */
 import { fetchRpcStream, GrpcClient, type Protocol } from "./clients.ts";
 import { cpuSeconds, startGatewayProcess } from "./processes.ts";
@@ -23,6 +24,8 @@ const flag = (name: string) => {
 const prof = args.includes("--prof");
 if (prof) args.splice(args.indexOf("--prof"), 1);
 const reps = Number(flag("--reps") ?? 5);
+/** A command run around the measured streams, `{pid}` = the gateway's, stopped with SIGINT (e.g. `strace -c -f -p {pid}`, `perf record -g -p {pid}`). */
+const attach = flag("--attach");
 const maxResults = Number(flag("--max-results") ?? 2048);
 const paths = (args.length ? args : [
   "grpc",
@@ -56,6 +59,14 @@ try {
       ? grpc.stream(gateway.grpcUrl, q)
       : fetchRpcStream(gateway.httpUrl, p as "connect", q);
   for (const p of paths) await run(p); // warm-up
+  const tool = attach
+    ? new Deno.Command("sh", {
+      args: ["-c", `exec ${attach.replaceAll("{pid}", String(gateway.pid))}`],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn()
+    : undefined;
+  if (tool) await new Promise((r) => setTimeout(r, 1000)); // let it attach
   const cpu = new Map(paths.map((p) => [p, 0]));
   const secs = new Map(paths.map((p) => [p, [] as number[]]));
   for (let i = 0; i < reps; i++) {
@@ -66,6 +77,10 @@ try {
       secs.get(p)!.push(r.seconds);
       if (r.tuples !== BLOCKS) throw new Error(`${p}: ${r.tuples} tuples`);
     }
+  }
+  if (tool) {
+    tool.kill("SIGINT");
+    await tool.status;
   }
   for (const p of paths) {
     const s = secs.get(p)!.sort((a, b) => a - b);
@@ -78,6 +93,7 @@ try {
     );
   }
   if (prof) {
+    grpc.close(); // before the gateway goes: a GOAWAY on an open client session can crash Deno's node:http2
     await gateway.stop();
     stops.pop();
     const keep = await Deno.makeTempDir({ prefix: "cbt-v8log-" });

@@ -102,6 +102,12 @@ const PATHS: Path[] = [
     json: true,
   },
   {
+    name: "gateway: Connect JSON, lean client",
+    middle: "gateway",
+    protocol: "connect-json-lean",
+    json: true,
+  },
+  {
     name: "gateway: NDJSON",
     middle: "gateway",
     protocol: "ndjson",
@@ -363,7 +369,12 @@ function targetRatios(rows: Row[]) {
     const nginx = at("nginx grpc_pass");
     const binary = ["gateway: gRPC", "gateway: Connect", "gateway: gRPC-Web"]
       .map(at).filter((r) => r !== undefined);
-    const json = ["gateway: Connect JSON", "gateway: NDJSON", "gateway: SSE"]
+    const json = [
+      "gateway: Connect JSON",
+      "gateway: Connect JSON, lean client",
+      "gateway: NDJSON",
+      "gateway: SSE",
+    ]
       .map(at).filter((r) => r !== undefined);
     const connect = at("gateway: Connect");
     const ratios: Record<string, number> = {};

@@ -7,6 +7,9 @@
  * goes away stops the upstream.
  */
 import * as http2 from "node:http2";
+import { gunzipSync } from "node:zlib";
+import { fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
+import { GetMetadataAllocatedResponseSchema } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
@@ -42,25 +45,53 @@ function request(snapshot: string, maxResults: number): Uint8Array {
 
 interface Outcome {
   messages: Uint8Array[];
+  /** How many messages came gzip-compressed. */
+  compressed?: number;
   error?: ConnectError;
   contentType: string | null;
 }
 
 async function overFetch(
   url: string,
-  protocol: "connect" | "grpc-web",
+  protocol: "connect" | "grpc-web" | "connect-json",
   snapshot: string,
   maxResults: number,
+  gzip = false,
 ): Promise<Outcome> {
+  const json = protocol === "connect-json";
   const res = await fetch(url + ALLOCATED, {
     method: "POST",
-    headers: protocol === "connect"
-      ? {
-        "content-type": "application/connect+proto",
-        "connect-protocol-version": "1",
-      }
-      : { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
-    body: encodeEnvelope(0, request(snapshot, maxResults)),
+    headers: {
+      ...(protocol === "grpc-web"
+        ? { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }
+        : {
+          "content-type": json
+            ? "application/connect+json"
+            : "application/connect+proto",
+          "connect-protocol-version": "1",
+        }),
+      ...(gzip
+        ? {
+          [
+            protocol === "grpc-web"
+              ? "grpc-accept-encoding"
+              : "connect-accept-encoding"
+          ]: "gzip",
+        }
+        : {}),
+    },
+    body: encodeEnvelope(
+      0,
+      json
+        ? new TextEncoder().encode(
+          JSON.stringify({
+            namespace: "ns",
+            snapshotName: snapshot,
+            maxResults,
+          }),
+        )
+        : request(snapshot, maxResults),
+    ),
   });
   equal(res.status, 200);
   const splitter = new EnvelopeSplitter();
@@ -73,12 +104,15 @@ async function overFetch(
   };
   let ends = 0;
   for (const e of envelopes) {
-    if (e.flags === 0) {
+    if ((e.flags & 0x80) === 0 && (e.flags & 0x02) === 0) {
       equal(ends, 0, "message after the end frame");
-      out.messages.push(new Uint8Array(e.data));
+      out.messages.push(
+        new Uint8Array(e.flags === 1 ? gunzipSync(e.data) : e.data),
+      );
+      if (e.flags === 1) out.compressed = (out.compressed ?? 0) + 1;
     } else {
       ends++;
-      out.error = protocol === "connect"
+      out.error = protocol !== "grpc-web"
         ? endStreamFromJson(e.data).error
         : findTrailerError(trailerParse(e.data));
     }
@@ -124,18 +158,54 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
       "grpc-web": (s: string, n: number) =>
         overFetch(gw.httpUrl, "grpc-web", s, n),
       grpc: (s: string, n: number) => overGrpc(session, s, n),
+      // Connect JSON: proto3 JSON written from the upstream's bytes.
+      "connect-json": (s: string, n: number) =>
+        overFetch(gw.httpUrl, "connect-json", s, n),
     };
     const truth = await overGrpc(direct, "t1000", 100);
     equal(truth.error, undefined);
     equal(truth.messages.length, 10);
+    const asJson = (m: Uint8Array) =>
+      new TextEncoder().encode(
+        JSON.stringify(
+          toJson(
+            GetMetadataAllocatedResponseSchema,
+            fromBinary(GetMetadataAllocatedResponseSchema, m),
+          ),
+        ),
+      );
+    const decodeAny = (m: Uint8Array) =>
+      m[0] === 0x7b // "{": a Connect JSON message
+        ? decodeMetadataMessage(
+          toBinary(
+            GetMetadataAllocatedResponseSchema,
+            fromJson(
+              GetMetadataAllocatedResponseSchema,
+              JSON.parse(new TextDecoder().decode(m)),
+            ),
+          ),
+        )
+        : decodeMetadataMessage(m);
 
     for (const [name, call] of Object.entries(protocols)) {
-      await t.step(`${name}: messages are the upstream's bytes`, async () => {
-        const got = await call("t1000", 100);
-        equal(got.error, undefined, String(got.error));
-        ok(got.contentType?.endsWith("+proto"), got.contentType ?? "");
-        deepStrictEqual(got.messages, truth.messages);
-      });
+      const json = name === "connect-json";
+      await t.step(
+        `${name}: messages are the upstream's ${
+          json ? "messages as connect-es writes them" : "bytes"
+        }`,
+        async () => {
+          const got = await call("t1000", 100);
+          equal(got.error, undefined, String(got.error));
+          ok(
+            got.contentType?.endsWith(json ? "+json" : "+proto"),
+            got.contentType ?? "",
+          );
+          deepStrictEqual(
+            got.messages,
+            json ? truth.messages.map(asJson) : truth.messages,
+          );
+        },
+      );
 
       await t.step(
         `${name}: a mid-stream failure keeps its code and position`,
@@ -144,7 +214,7 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
           equal(got.messages.length, 3);
           equal(got.error?.code, Code.Unavailable, String(got.error));
           equal(got.error?.rawMessage, "upstream lost");
-          const last = decodeMetadataMessage(got.messages[2]);
+          const last = decodeAny(got.messages[2]);
           equal(last.offsets.at(-1), 299 * 4096);
         },
       );
@@ -165,6 +235,19 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
         equal(got.error?.code, Code.NotFound, String(got.error));
       });
     }
+
+    await t.step("gzip: large messages compressed, same content", async () => {
+      const big = await overGrpc(direct, "t1200", 120);
+      for (const protocol of ["connect", "grpc-web", "connect-json"] as const) {
+        const got = await overFetch(gw.httpUrl, protocol, "t1200", 120, true);
+        equal(got.error, undefined, String(got.error));
+        equal(got.compressed, 10, `${protocol}: every message is over 1 KiB`);
+        deepStrictEqual(
+          got.messages,
+          protocol === "connect-json" ? big.messages.map(asJson) : big.messages,
+        );
+      }
+    });
 
     await t.step("a client that goes away stops the upstream", async () => {
       for (const protocol of ["connect", "grpc"] as const) {

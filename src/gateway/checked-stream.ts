@@ -4,6 +4,8 @@
  * gateway that relays a broken stream as if it were fine hides data loss.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { envelopeLength, hasEnvelopeRuns } from "../wire/envelopes.ts";
 import {
   decodeMetadataMessage,
   FIXED_LENGTH,
@@ -73,8 +75,40 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<RelayedMessage> {
     for await (const bytes of this.upstream) {
-      this.#check(bytes);
+      this.#check(bytes, 0, bytes.length);
       yield new Relayed(bytes);
+    }
+  }
+
+  /**
+   * The same stream as runs of whole envelopes (flags 0) — what binary fronts
+   * write as is. A relay upstream's runs are checked in place and passed on
+   * untouched; other upstreams get one envelope per message. If a message
+   * breaks the invariants, the run's good messages before it come first,
+   * then the error, as on the per-message path. Use this or the iterator,
+   * not both.
+   */
+  async *envelopeRuns(): AsyncGenerator<Uint8Array> {
+    if (!hasEnvelopeRuns(this.upstream)) {
+      for await (const bytes of this.upstream) {
+        this.#check(bytes, 0, bytes.length);
+        yield encodeEnvelope(0, bytes);
+      }
+      return;
+    }
+    for await (const run of this.upstream.envelopeRuns()) {
+      let pos = 0, failure: unknown;
+      try {
+        while (pos < run.length) {
+          const end = pos + 5 + envelopeLength(run, pos);
+          this.#check(run, pos + 5, end);
+          pos = end;
+        }
+      } catch (e) {
+        failure = e;
+      }
+      if (pos > 0) yield pos === run.length ? run : run.subarray(0, pos);
+      if (failure !== undefined) throw failure;
     }
   }
 
@@ -111,15 +145,15 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
   #oddSizeAt = -1;
   #oddSize = 0;
 
-  /** Checks one message from its wire bytes, without decoding it. */
-  #check(bytes: Uint8Array): void {
+  /** Checks one message, `bytes[start, end)`, without decoding it. */
+  #check(bytes: Uint8Array, start: number, end: number): void {
     const p = this.progress;
     this.#end = p.nextOffset;
     this.#first = p.tuples === 0;
     this.#covered = 0;
     let m: MessageSummary;
     try {
-      m = scanMetadataMessage(bytes, this.#visit);
+      m = scanMetadataMessage(bytes, this.#visit, start, end);
     } catch (e) {
       if (e instanceof WireFormatError) throw broken(e.message);
       throw e;

@@ -1,6 +1,7 @@
 /**
  * One gRPC call over node:http2 whose response messages come back as raw
- * bytes, not decoded objects: the relay forwards them as they are. Plain
+ * bytes, not decoded objects — as runs of whole envelopes, so the relay
+ * forwards them as they are, several per write. Plain
  * 'data'/'end' events with pause/resume (connect-node's transport sometimes
  * fails with "Premature close" inside Deno), a bounded queue for
  * backpressure, the status from trailers (or a Trailers-Only response), and
@@ -13,6 +14,12 @@ import {
   codeFromHttpStatus,
   validateTrailer,
 } from "@connectrpc/connect/protocol-grpc";
+import {
+  EnvelopeError,
+  EnvelopeQueue,
+  forEachEnvelope,
+  messagesOfRuns,
+} from "../wire/envelopes.ts";
 
 /** Messages larger than this are refused (a 2048-tuple message is ~25 KB). */
 const READ_MAX_BYTES = 16 * 1024 * 1024;
@@ -42,48 +49,40 @@ export interface Envelope {
 
 /**
  * Splits a byte stream into enveloped messages (1 byte flags, 4 bytes
- * big-endian length, payload). Pushes complete ones; keeps the rest.
+ * big-endian length, payload). Pushes complete ones; keeps the rest. Any
+ * flags are passed on (clients read end-of-stream frames with it).
  */
 export class EnvelopeSplitter {
-  #pending: Uint8Array = new Uint8Array(0);
+  #queue: EnvelopeQueue;
 
-  constructor(readonly readMaxBytes = READ_MAX_BYTES) {}
+  constructor(readonly readMaxBytes = READ_MAX_BYTES) {
+    this.#queue = new EnvelopeQueue(readMaxBytes, true);
+  }
 
   push(chunk: Uint8Array, out: Envelope[]): void {
-    let buf = chunk;
-    if (this.#pending.length > 0) {
-      buf = new Uint8Array(this.#pending.length + chunk.length);
-      buf.set(this.#pending);
-      buf.set(chunk, this.#pending.length);
+    try {
+      this.#queue.push(chunk);
+    } catch (e) {
+      throw asEnvelopeError(e);
     }
-    let pos = 0;
-    while (buf.length - pos >= 5) {
-      const len = ((buf[pos + 1] << 24) >>> 0) + (buf[pos + 2] << 16) +
-        (buf[pos + 3] << 8) + buf[pos + 4];
-      if (len > this.readMaxBytes) {
-        throw new ConnectError(
-          `message of ${len} bytes exceeds ${this.readMaxBytes}`,
-          Code.ResourceExhausted,
-        );
-      }
-      if (buf.length - pos - 5 < len) break;
-      out.push({ flags: buf[pos], data: buf.subarray(pos + 5, pos + 5 + len) });
-      pos += 5 + len;
-    }
-    // Copy the tail so a large chunk is not kept alive by a few bytes.
-    this.#pending = pos === buf.length ? new Uint8Array(0) : buf.slice(pos);
+    const run = this.#queue.take();
+    forEachEnvelope(run, (flags, start, end) => {
+      out.push({ flags, data: run.subarray(start, end) });
+    });
   }
 
   get buffered(): number {
-    return this.#pending.length;
+    return this.#queue.size;
   }
 }
 
 /**
- * Calls `path` with one request message and yields the response messages.
- * Ends cleanly only on grpc-status 0; any other end is a ConnectError.
+ * One call's response as runs of whole envelopes (flags 0), as many as have
+ * arrived per run: the relay checks them in place and forwards each run with
+ * one write. Ends cleanly only on grpc-status 0; any other end is a
+ * ConnectError.
  */
-export async function* rawGrpcCall(
+export async function* rawGrpcRuns(
   session: http2.ClientHttp2Session,
   path: string,
   request: Uint8Array,
@@ -97,10 +96,7 @@ export async function* rawGrpcCall(
     te: "trailers",
     ...options.headers,
   });
-  const splitter = new EnvelopeSplitter();
-  const queue: Envelope[] = [];
-  let head = 0;
-  let queuedBytes = 0;
+  const queue = new EnvelopeQueue(READ_MAX_BYTES);
   let responseHeaders: Headers | undefined;
   let httpStatus = 0;
   let trailers = new Headers();
@@ -118,28 +114,19 @@ export async function* rawGrpcCall(
     responseHeaders = toHeaders(h);
   });
   stream.on("data", (chunk: Uint8Array) => {
-    const before = queue.length;
+    if (failure !== undefined) return;
     try {
-      splitter.push(chunk, queue);
+      queue.push(chunk);
     } catch (e) {
-      failure ??= e;
+      // Compression was not offered, so a flagged message is a broken peer.
+      failure = asEnvelopeError(e);
       stream.close(http2.constants.NGHTTP2_CANCEL);
     }
-    for (let i = before; i < queue.length; i++) {
-      // Compression was not offered, so a flagged message is a broken peer.
-      if (queue[i].flags !== 0) {
-        failure ??= new ConnectError(
-          `upstream sent a message with flags ${queue[i].flags}`,
-          Code.Internal,
-        );
-        queue.length = i;
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        break;
-      }
-      queuedBytes += queue[i].data.length;
-    }
-    if (queuedBytes > HIGH_WATER_BYTES) stream.pause();
-    notify();
+    // Count whole messages only: pausing on a partial one would deadlock.
+    if (queue.complete > HIGH_WATER_BYTES) stream.pause();
+    // Wake the consumer only for whole messages (a 2048-tuple message spans
+    // two DATA frames).
+    if (queue.complete > 0 || failure !== undefined) notify();
   });
   stream.on("trailers", (t) => {
     trailers = toHeaders(t);
@@ -169,18 +156,10 @@ export async function* rawGrpcCall(
 
   try {
     for (;;) {
-      if (head < queue.length) {
-        const message = queue[head].data;
-        queue[head++] = undefined as unknown as Envelope;
-        queuedBytes -= message.length;
-        if (head === queue.length) {
-          queue.length = 0;
-          head = 0;
-        }
-        if (stream.isPaused() && queuedBytes < HIGH_WATER_BYTES / 2) {
-          stream.resume();
-        }
-        yield message;
+      if (queue.complete > 0) {
+        const run = queue.take();
+        if (stream.isPaused()) stream.resume();
+        yield run;
         continue;
       }
       if (failure !== undefined) throw asConnectError(failure, options.signal);
@@ -193,7 +172,7 @@ export async function* rawGrpcCall(
         codeFromHttpStatus(httpStatus),
       );
     }
-    if (splitter.buffered > 0) {
+    if (queue.size > 0) {
       throw new ConnectError(
         "upstream stream ended inside a message",
         Code.Internal,
@@ -206,6 +185,27 @@ export async function* rawGrpcCall(
     options.signal.removeEventListener("abort", onAbort);
     if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
   }
+}
+
+/**
+ * Calls `path` with one request message and yields the response messages
+ * (payloads only, one by one).
+ */
+export function rawGrpcCall(
+  session: http2.ClientHttp2Session,
+  path: string,
+  request: Uint8Array,
+  options: RawCallOptions,
+): AsyncGenerator<Uint8Array> {
+  return messagesOfRuns(rawGrpcRuns(session, path, request, options));
+}
+
+function asEnvelopeError(e: unknown): unknown {
+  if (!(e instanceof EnvelopeError)) return e;
+  return new ConnectError(
+    `upstream sent a ${e.message}`,
+    e.tooLarge ? Code.ResourceExhausted : Code.Internal,
+  );
 }
 
 function asConnectError(e: unknown, signal: AbortSignal): ConnectError {

@@ -25,7 +25,8 @@ import type {
   EncodedMessageStream,
   SnapshotInfo,
 } from "./backend.ts";
-import { rawGrpcCall } from "./grpc-relay-call.ts";
+import { rawGrpcRuns } from "./grpc-relay-call.ts";
+import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 
 export interface GrpcRelayOptions {
   /** `http://host:port` (h2c) or `https://host:port` (TLS, ALPN h2). */
@@ -140,19 +141,29 @@ export class GrpcRelayBackend implements Backend {
     return new Promise((resolve) => session.close(() => resolve()));
   }
 
+  /**
+   * The call's messages one by one, or (`envelopeRuns()`, which binary
+   * fronts use) as runs of the upstream's envelopes. Nothing is sent before
+   * one of them is iterated.
+   */
   #call(
     path: string,
     request: Uint8Array,
     options: CallOptions,
-  ): AsyncGenerator<Uint8Array> {
+  ): EncodedMessageStream & EnvelopeRunSource {
     if (this.#closed) {
       throw new ConnectError("relay backend is closed", Code.Unavailable);
     }
     const token = options.caller.bearerToken;
-    return rawGrpcCall(this.#connection(), path, request, {
-      signal: options.signal,
-      headers: token ? { authorization: `Bearer ${token}` } : undefined,
-    });
+    const start = () =>
+      rawGrpcRuns(this.#connection(), path, request, {
+        signal: options.signal,
+        headers: token ? { authorization: `Bearer ${token}` } : undefined,
+      });
+    return {
+      envelopeRuns: start,
+      [Symbol.asyncIterator]: () => messagesOfRuns(start()),
+    };
   }
 
   /** One HTTP/2 connection, replaced when it closes or fails. */

@@ -106,8 +106,11 @@ export class WireFormatError extends Error {
  * no volume offset or size can be that large, so such a value is corruption.
  */
 class Reader {
-  pos = 0;
-  constructor(readonly buf: Uint8Array, readonly end = buf.length) {}
+  constructor(
+    readonly buf: Uint8Array,
+    readonly end = buf.length,
+    public pos = 0,
+  ) {}
 
   varint(): number {
     const buf = this.buf;
@@ -200,14 +203,18 @@ export interface MessageSummary {
 /**
  * Walks one response message and hands each tuple to `visit`, in wire order,
  * without allocating: the relay path checks invariants this way and forwards
- * the original bytes. Same parsing rules as decodeMetadataMessage.
+ * the original bytes. Same parsing rules as decodeMetadataMessage. With
+ * `start`/`end`, the message is `bytes[start, end)` (one message inside a
+ * run of envelopes, scanned in place).
  */
 export function scanMetadataMessage(
   bytes: Uint8Array,
   visit: (offset: number, size: number) => void,
+  start = 0,
+  end = bytes.length,
 ): MessageSummary {
   const summary = { blockMetadataType: 0, volumeCapacityBytes: 0, tuples: 0 };
-  const r = new Reader(bytes);
+  const r = new Reader(bytes, end, start);
   while (r.pos < r.end) {
     const tag = r.varint();
     const field = Math.floor(tag / 8), wireType = tag & 7;

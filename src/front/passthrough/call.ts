@@ -1,21 +1,22 @@
 /**
  * One pass-through call, independent of the HTTP adapter: negotiate
  * compression and deadline, decode the request, start the gateway's checked
- * stream, and hand out response frames one at a time (pull-based, so the
- * client's pace is the upstream's pace).
+ * stream, and hand out response frames — a run of whole messages per pull
+ * (pull-based, so the client's pace is the upstream's pace).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import type { Gateway } from "../../gateway/gateway.ts";
 import {
   type BinaryProtocol,
-  messageFrame,
+  CONNECT_JSON_CONTENT_TYPE,
   negotiate,
   requestMessage,
   RESPONSE_CONTENT_TYPE,
   timeoutOf,
 } from "./framing.ts";
 import type { StartStream } from "./methods.ts";
+import { type Codec, runEncoder } from "./run-encoder.ts";
 
 export interface PassthroughOptions {
   compression: Compression[];
@@ -43,6 +44,8 @@ export async function openCall(
   readBody: () => Promise<Uint8Array>,
   clientSignal: AbortSignal,
   options: PassthroughOptions,
+  /** "json": Connect JSON (the request is proto3 JSON; `start` decodes it). */
+  codec: Codec = "proto",
 ): Promise<OpenCall> {
   const abort = new AbortController();
   const onClientGone = () => abort.abort(clientSignal.reason);
@@ -80,25 +83,27 @@ export async function openCall(
       signal: abort.signal,
     });
     const headers: Record<string, string> = {
-      "content-type": RESPONSE_CONTENT_TYPE[protocol],
+      "content-type": codec === "json"
+        ? CONNECT_JSON_CONTENT_TYPE
+        : RESPONSE_CONTENT_TYPE[protocol],
     };
     if (compression.response) {
       headers[compression.encodingHeader.toLowerCase()] =
         compression.response.name;
     }
-    const iterator = stream[Symbol.asyncIterator]();
+    // Runs of checked envelopes: each pull hands out every whole message
+    // that has arrived, so one write carries many messages.
+    const runs = stream.envelopeRuns();
+    const encode = runEncoder(codec, compression.response);
     const frames: AsyncIterator<Uint8Array> = {
       async next() {
         try {
-          const r = await iterator.next();
+          const r = await runs.next();
           if (r.done) {
             done();
             return { done: true, value: undefined };
           }
-          return {
-            done: false,
-            value: await messageFrame(r.value.bytes, compression.response),
-          };
+          return { done: false, value: await encode(r.value) };
         } catch (e) {
           done();
           throw asCallError(e, abort.signal);
@@ -111,7 +116,7 @@ export async function openCall(
       cancel() {
         done();
         abort.abort(new ConnectError("client went away", Code.Canceled));
-        iterator.return?.().catch(() => {});
+        runs.return(undefined).catch(() => {});
       },
     };
   } catch (e) {

@@ -1,14 +1,26 @@
 /**
  * Pass-through for the fetch front: Connect and gRPC-Web binary server
- * streams answered with the upstream's message bytes in fresh envelopes.
- * Returns undefined for anything else (JSON, unary, other methods), which
- * the connect-es router then serves.
+ * streams answered with the upstream's envelopes as they are, and Connect
+ * JSON streams with proto3 JSON written straight from them. Returns
+ * undefined for anything else (unary, other methods), which the connect-es
+ * router then serves.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { binaryProtocolOf, endFrame } from "./framing.ts";
-import { PASSTHROUGH_METHODS, type StartStream } from "./methods.ts";
+import {
+  binaryProtocolOf,
+  CONNECT_JSON_CONTENT_TYPE,
+  endFrame,
+  isConnectJson,
+  RESPONSE_CONTENT_TYPE,
+} from "./framing.ts";
+import {
+  PASSTHROUGH_JSON_METHODS,
+  PASSTHROUGH_METHODS,
+  type StartStream,
+} from "./methods.ts";
 import { openCall, type PassthroughOptions } from "./call.ts";
+import type { Codec } from "./run-encoder.ts";
 
 async function readBody(request: Request, max: number): Promise<Uint8Array> {
   const bytes = new Uint8Array(await request.arrayBuffer());
@@ -28,16 +40,23 @@ export function createFetchPassthrough(
 ): (request: Request) => Promise<Response> | undefined {
   return (request) => {
     if (request.method !== "POST") return undefined;
-    const start = PASSTHROUGH_METHODS.get(new URL(request.url).pathname);
-    const protocol = binaryProtocolOf(request.headers.get("content-type"));
+    const path = new URL(request.url).pathname;
+    const contentType = request.headers.get("content-type");
+    if (isConnectJson(contentType)) {
+      const start = PASSTHROUGH_JSON_METHODS.get(path);
+      return start && respond("connect", start, "json");
+    }
+    const start = PASSTHROUGH_METHODS.get(path);
+    const protocol = binaryProtocolOf(contentType);
     if (!start || (protocol !== "connect" && protocol !== "grpc-web")) {
       return undefined;
     }
-    return respond(protocol, start);
+    return respond(protocol, start, "proto");
 
     async function respond(
       protocol: "connect" | "grpc-web",
       start: StartStream,
+      codec: Codec,
     ): Promise<Response> {
       let call;
       try {
@@ -49,14 +68,15 @@ export function createFetchPassthrough(
           () => readBody(request, options.readMaxBytes),
           request.signal,
           options,
+          codec,
         );
       } catch (e) {
         // Errors before the first message still travel in the end frame.
         return new Response(endFrame(protocol, ConnectError.from(e)), {
           headers: {
-            "content-type": protocol === "connect"
-              ? "application/connect+proto"
-              : "application/grpc-web+proto",
+            "content-type": codec === "json"
+              ? CONNECT_JSON_CONTENT_TYPE
+              : RESPONSE_CONTENT_TYPE[protocol],
           },
         });
       }

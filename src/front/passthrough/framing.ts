@@ -48,6 +48,14 @@ export function binaryProtocolOf(
   return undefined;
 }
 
+/** Whether a request is a Connect JSON stream (the pass-through serves it too). */
+export function isConnectJson(contentType: string | null): boolean {
+  return (contentType ?? "").toLowerCase().split(";")[0].trim() ===
+    CONNECT_JSON_CONTENT_TYPE;
+}
+
+export const CONNECT_JSON_CONTENT_TYPE = "application/connect+json";
+
 export const RESPONSE_CONTENT_TYPE: Record<BinaryProtocol, string> = {
   connect: "application/connect+proto",
   "grpc-web": "application/grpc-web+proto",

@@ -1,8 +1,14 @@
 /**
  * The RPCs whose responses are relayed frame by frame: the request is small
- * and decoded as usual; the response messages are the upstream's bytes.
+ * and decoded as usual (binary or, for Connect JSON, proto3 JSON); the
+ * response messages are the upstream's bytes (or JSON written from them).
  */
-import { type DescMessage, fromBinary } from "@bufbuild/protobuf";
+import {
+  type DescMessage,
+  fromBinary,
+  fromJsonString,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   GetMetadataAllocatedRequestSchema,
@@ -18,41 +24,68 @@ export type StartStream = (
   call: CallEnvelope,
 ) => Promise<CheckedStream>;
 
-function decode<T extends DescMessage>(schema: T, bytes: Uint8Array) {
-  try {
-    return fromBinary(schema, bytes);
-  } catch (e) {
-    throw new ConnectError(
-      `cannot decode request: ${(e as Error).message}`,
-      Code.InvalidArgument,
-    );
-  }
+interface Method<T extends DescMessage> {
+  request: T;
+  start(
+    gateway: Gateway,
+    request: MessageShape<T>,
+    call: CallEnvelope,
+  ): Promise<CheckedStream>;
 }
 
-/** Request path → how to start its stream. */
-export const PASSTHROUGH_METHODS: ReadonlyMap<string, StartStream> = new Map<
-  string,
-  StartStream
->([
+const method = <T extends DescMessage>(m: Method<T>) => m;
+
+const METHODS = new Map<string, Method<DescMessage>>([
   [
     "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated",
-    (g, bytes, call) =>
-      g.getMetadataAllocated(
-        decode(GetMetadataAllocatedRequestSchema, bytes),
-        call,
-      ),
+    method({
+      request: GetMetadataAllocatedRequestSchema,
+      start: (g, req, call) => g.getMetadataAllocated(req, call),
+    }),
   ],
   [
     "/snapshotmetadata.SnapshotMetadata/GetMetadataDelta",
-    (g, bytes, call) =>
-      g.getMetadataDelta(decode(GetMetadataDeltaRequestSchema, bytes), call),
+    method({
+      request: GetMetadataDeltaRequestSchema,
+      start: (g, req, call) => g.getMetadataDelta(req, call),
+    }),
   ],
   [
     "/cbtgateway.v1.GatewayService/GetMetadataDeltaByName",
-    (g, bytes, call) =>
-      g.getMetadataDeltaByName(
-        decode(GetMetadataDeltaByNameRequestSchema, bytes),
-        call,
-      ),
+    method({
+      request: GetMetadataDeltaByNameRequestSchema,
+      start: (g, req, call) => g.getMetadataDeltaByName(req, call),
+    }),
   ],
-]);
+] as [string, Method<DescMessage>][]);
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+
+function decoder(
+  codec: "proto" | "json",
+  { request, start }: Method<DescMessage>,
+): StartStream {
+  return (gateway, bytes, call) => {
+    let req;
+    try {
+      req = codec === "proto"
+        ? fromBinary(request, bytes)
+        : fromJsonString(request, textDecoder.decode(bytes));
+    } catch (e) {
+      throw new ConnectError(
+        `cannot decode request: ${(e as Error).message}`,
+        Code.InvalidArgument,
+      );
+    }
+    return start(gateway, req, call);
+  };
+}
+
+/** Request path → how to start its stream from a binary request. */
+export const PASSTHROUGH_METHODS: ReadonlyMap<string, StartStream> = new Map(
+  [...METHODS].map(([path, m]) => [path, decoder("proto", m)]),
+);
+
+/** Request path → how to start its stream from a proto3 JSON request. */
+export const PASSTHROUGH_JSON_METHODS: ReadonlyMap<string, StartStream> =
+  new Map([...METHODS].map(([path, m]) => [path, decoder("json", m)]));
