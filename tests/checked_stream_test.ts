@@ -177,3 +177,31 @@ for (const b of broken) {
     );
   });
 }
+
+Deno.test("an upstream that ends quietly after the call was aborted is not a complete stream", async () => {
+  const abort = new AbortController();
+  async function* quietOnAbort() {
+    yield msg(FIXED_LENGTH, [[0, 4096]]);
+    abort.abort(
+      new ConnectError("the server is shutting down", Code.Unavailable),
+    );
+    // A backend that just stops when its signal aborts.
+  }
+  for (const read of ["messages", "envelope runs"] as const) {
+    const stream = new CheckedStream(quietOnAbort(), 0, abort.signal);
+    let error: unknown;
+    try {
+      if (read === "messages") { for await (const _ of stream) { /* drain */ } }
+      else for await (const _ of stream.envelopeRuns()) { /* drain */ }
+    } catch (e) {
+      error = e;
+    }
+    ok(error instanceof ConnectError, `${read}: ${error}`);
+    equal(Code[error.code], "Unavailable", read);
+    equal(
+      stream.progress.nextOffset,
+      4096,
+      "resume after the last message relayed",
+    );
+  }
+});

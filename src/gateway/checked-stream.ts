@@ -62,6 +62,8 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
   constructor(
     private readonly upstream: AsyncIterable<Uint8Array>,
     readonly startingOffset: number,
+    /** The call's signal: an upstream that ends after it aborted was cut. */
+    private readonly signal?: AbortSignal,
   ) {
     this.progress = {
       messages: 0,
@@ -78,6 +80,7 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       this.#check(bytes, 0, bytes.length);
       yield new Relayed(bytes);
     }
+    this.#refuseCutEnd();
   }
 
   /**
@@ -94,6 +97,7 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
         this.#check(bytes, 0, bytes.length);
         yield encodeEnvelope(0, bytes);
       }
+      this.#refuseCutEnd();
       return;
     }
     for await (const run of this.upstream.envelopeRuns()) {
@@ -110,6 +114,21 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       if (pos > 0) yield pos === run.length ? run : run.subarray(0, pos);
       if (failure !== undefined) throw failure;
     }
+    this.#refuseCutEnd();
+  }
+
+  /**
+   * A backend may stop quietly when its call is aborted (client gone,
+   * deadline, shutdown). Such an end is not "all metadata sent": say why
+   * instead, so no front reports a cut stream as complete.
+   */
+  #refuseCutEnd(): void {
+    if (!this.signal?.aborted) return;
+    const reason = this.signal.reason;
+    throw reason instanceof ConnectError ? reason : new ConnectError(
+      "the call was aborted before the stream ended",
+      Code.Canceled,
+    );
   }
 
   // Per-message scan state, kept on the instance so the visitor is one

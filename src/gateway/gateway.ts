@@ -77,7 +77,7 @@ export class Gateway {
       },
       options,
     );
-    return new CheckedStream(upstream, startingOffset);
+    return new CheckedStream(upstream, startingOffset, call.signal);
   }
 
   async getMetadataDelta(
@@ -107,7 +107,7 @@ export class Gateway {
       },
       options,
     );
-    return new CheckedStream(upstream, startingOffset);
+    return new CheckedStream(upstream, startingOffset, call.signal);
   }
 
   /** Delta with the base named like the target; resolved through the backend. */

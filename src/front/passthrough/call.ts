@@ -101,6 +101,11 @@ export async function openCall(
           const r = await runs.next();
           if (r.done) {
             done();
+            // Ended because the call was cancelled (e.g. runs.return() on
+            // shutdown): that is not a complete stream.
+            if (abort.signal.aborted) {
+              throw asCallError(undefined, abort.signal);
+            }
             return { done: true, value: undefined };
           }
           return { done: false, value: await encode(r.value) };
@@ -129,6 +134,9 @@ export async function openCall(
 function asCallError(e: unknown, signal: AbortSignal): ConnectError {
   if (signal.aborted && signal.reason instanceof ConnectError) {
     return signal.reason;
+  }
+  if (signal.aborted && e === undefined) {
+    return new ConnectError("the call was cancelled", Code.Canceled);
   }
   return ConnectError.from(e);
 }
