@@ -22,6 +22,7 @@ import {
   expectedTuples,
   type Tuple,
 } from "./support/ground-truth.ts";
+import { collectTuples } from "./support/collect-tuples.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
 import {
   addSnapshot,
@@ -52,20 +53,6 @@ function client(f: KubeFixture, token?: string) {
         : [],
     }),
   );
-}
-
-async function tuples(
-  stream: AsyncIterable<
-    { blockMetadata: { byteOffset: bigint; sizeBytes: bigint }[] }
-  >,
-): Promise<Tuple[]> {
-  const out: Tuple[] = [];
-  for await (const m of stream) {
-    for (const b of m.blockMetadata) {
-      out.push([Number(b.byteOffset), Number(b.sizeBytes)]);
-    }
-  }
-  return out;
 }
 
 async function refused(
@@ -177,7 +164,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
     await t.step(
       "allocated: right blocks, gateway's own audience token upstream",
       async () => {
-        const got = await tuples(a.getMetadataAllocated({
+        const got = await collectTuples(a.getMetadataAllocated({
           namespace: "team-a",
           snapshotName: "target",
           securityToken: "caller-field-never-forwarded",
@@ -197,7 +184,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
 
     await t.step("delta by handle, and an unaligned offset", async () => {
       const blocks = changedBlocks(base, target);
-      const got = await tuples(a.getMetadataDelta({
+      const got = await collectTuples(a.getMetadataDelta({
         namespace: "team-a",
         baseSnapshotId: "vol-a/base",
         targetSnapshotName: "target",
@@ -205,7 +192,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
       deepStrictEqual(got, expectedTuples(blocks, "FIXED", SIZE, 0));
       ok(got.length > 2, "the mutation changed some blocks");
       const offset = got[1][0] + 100; // inside the second changed block
-      const from = await tuples(a.getMetadataDelta({
+      const from = await collectTuples(a.getMetadataDelta({
         namespace: "team-a",
         baseSnapshotId: "vol-a/base",
         targetSnapshotName: "target",
@@ -223,7 +210,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         const mark = f.kube.requests.length;
         await refused(
           () =>
-            tuples(
+            collectTuples(
               client(f).getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "target",
@@ -235,7 +222,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         equal(f.kube.requests.length, mark, "no API call without a credential");
         await refused(
           () =>
-            tuples(
+            collectTuples(
               client(f, "not-a-token").getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "target",
@@ -259,7 +246,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         const mark = f.kube.requests.length;
         await refused(
           () =>
-            tuples(
+            collectTuples(
               client(f, bob).getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "target",
@@ -270,7 +257,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         );
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataAllocated({
                 namespace: "team-b",
                 snapshotName: "secret",
@@ -311,7 +298,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         const before = up.calls.length;
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataDelta({
                 namespace: "team-a",
                 baseSnapshotId: "vol-b/secret",
@@ -323,7 +310,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         );
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataDelta({
                 namespace: "team-a",
                 baseSnapshotId: "vol-c/lone",
@@ -335,7 +322,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         );
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataDelta({
                 namespace: "team-a",
                 baseSnapshotId: "no/such",
@@ -354,7 +341,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         const before = up.calls.length;
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "pending",
@@ -365,7 +352,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         );
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "ghost",
@@ -376,7 +363,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         );
         await refused(
           () =>
-            tuples(
+            collectTuples(
               a.getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "nocbt",
@@ -393,7 +380,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
       "a second driver is routed to its own sidecar with its own audience",
       async () => {
         const before = up.calls.length;
-        const got = await tuples(
+        const got = await collectTuples(
           a.getMetadataAllocated({
             namespace: "team-a",
             snapshotName: "elsewhere",
@@ -436,7 +423,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
           caCertPem: rotated.caPem,
         });
         await eventually(async () => {
-          await tuples(
+          await collectTuples(
             a.getMetadataAllocated({
               namespace: "team-a",
               snapshotName: "target",
@@ -445,7 +432,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
           return rotated.calls.length > 0;
         });
         await up.close(); // the old sidecar is gone for good
-        const got = await tuples(
+        const got = await collectTuples(
           a.getMetadataAllocated({
             namespace: "team-a",
             snapshotName: "target",
@@ -478,7 +465,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
       const before = calls();
       await eventually(async () => {
         try {
-          await tuples(
+          await collectTuples(
             a.getMetadataAllocated({
               namespace: "team-a",
               snapshotName: "target",
@@ -495,7 +482,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
       f.kube.put(sms); // back to the right CA
       await eventually(async () => {
         try {
-          await tuples(
+          await collectTuples(
             a.getMetadataAllocated({
               namespace: "team-a",
               snapshotName: "target",
@@ -520,7 +507,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         f.kube.delete(CBT_API, "SnapshotMetadataService", OTHER);
         await eventually(async () => {
           try {
-            await tuples(
+            await collectTuples(
               a.getMetadataAllocated({
                 namespace: "team-a",
                 snapshotName: "elsewhere",
@@ -574,7 +561,7 @@ Deno.test("kubernetes mode, --auth passthrough: the caller's security_token goes
       audiences: [up.audience],
     });
     const c = client(f);
-    const got = await tuples(
+    const got = await collectTuples(
       c.getMetadataAllocated({
         namespace: "team-a",
         snapshotName: "s1",
@@ -597,7 +584,7 @@ Deno.test("kubernetes mode, --auth passthrough: the caller's security_token goes
     const before = up.calls.length;
     await refused(
       () =>
-        tuples(
+        collectTuples(
           c.getMetadataAllocated({ namespace: "team-a", snapshotName: "s1" }),
         ),
       Code.InvalidArgument,
@@ -610,7 +597,7 @@ Deno.test("kubernetes mode, --auth passthrough: the caller's security_token goes
     });
     await refused(
       () =>
-        tuples(
+        collectTuples(
           c.getMetadataAllocated({
             namespace: "team-a",
             snapshotName: "s1",

@@ -17,6 +17,7 @@ import {
   expectedTuples,
   type Tuple,
 } from "./support/ground-truth.ts";
+import { collectTuples } from "./support/collect-tuples.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
 import { issueServerCert, makeCertificateAuthority } from "./support/certs.ts";
 import { startTestGateway, writeImage } from "./support/gateway.ts";
@@ -29,20 +30,6 @@ async function relayTo(url: string, caPem?: string) {
     { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
     { backend: new GrpcRelayBackend({ url, caPem }) },
   );
-}
-
-async function tuplesOf(
-  stream: AsyncIterable<
-    { blockMetadata: { byteOffset: bigint; sizeBytes: bigint }[] }
-  >,
-): Promise<Tuple[]> {
-  const out: Tuple[] = [];
-  for await (const m of stream) {
-    for (const b of m.blockMetadata) {
-      out.push([Number(b.byteOffset), Number(b.sizeBytes)]);
-    }
-  }
-  return out;
 }
 
 Deno.test("grpc relay: streams, errors and cancellation match the upstream", async (t) => {
@@ -76,7 +63,7 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
           );
           for (const startingOffset of [0, 4096 * 50 + 7]) {
             deepStrictEqual(
-              await tuplesOf(client.getMetadataAllocated({
+              await collectTuples(client.getMetadataAllocated({
                 namespace: NS,
                 snapshotName: "target",
                 startingOffset: BigInt(startingOffset),
@@ -90,7 +77,7 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
               ),
             );
             deepStrictEqual(
-              await tuplesOf(client.getMetadataDelta({
+              await collectTuples(client.getMetadataDelta({
                 namespace: NS,
                 baseSnapshotId: "vol/base",
                 targetSnapshotName: "target",
@@ -110,7 +97,7 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
             createConnectTransport({ baseUrl: gw.httpUrl }),
           );
           deepStrictEqual(
-            await tuplesOf(gateway.getMetadataDeltaByName({
+            await collectTuples(gateway.getMetadataDeltaByName({
               namespace: NS,
               baseSnapshotName: "base",
               targetSnapshotName: "target",
@@ -133,7 +120,7 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
       );
       let err: ConnectError | undefined;
       try {
-        await tuplesOf(client.getMetadataAllocated({
+        await collectTuples(client.getMetadataAllocated({
           namespace: NS,
           snapshotName: "missing",
         }));
@@ -153,7 +140,7 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
         );
         let err: ConnectError | undefined;
         try {
-          await tuplesOf(client.getMetadataAllocated({
+          await collectTuples(client.getMetadataAllocated({
             namespace: NS,
             snapshotName: "target",
           }));
