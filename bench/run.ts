@@ -474,24 +474,31 @@ function report(r: Result): string {
   return lines.join("\n");
 }
 
-/** Replaces the generated block of docs/benchmark.md with the new table. */
+/**
+ * Replaces the generated block (between the bench markers) of
+ * docs/benchmark.md and of the README's Performance section with the new
+ * table, then formats both so `deno fmt --check` stays clean.
+ */
 async function updateDoc(markdown: string) {
-  const file = `${ROOT}/docs/benchmark.md`;
   const begin = "<!-- bench:begin -->", end = "<!-- bench:end -->";
-  let doc: string;
-  try {
-    doc = await Deno.readTextFile(file);
-  } catch {
-    doc = `# Benchmark\n\n${begin}\n${end}\n`;
+  const files = [`${ROOT}/docs/benchmark.md`, `${ROOT}/README.md`];
+  for (const file of files) {
+    const doc = await Deno.readTextFile(file);
+    const i = doc.indexOf(begin), j = doc.indexOf(end);
+    if (i < 0 || j < i) {
+      throw new Error(`${file} has no ${begin} … ${end} block`);
+    }
+    await Deno.writeTextFile(
+      file,
+      doc.slice(0, i + begin.length) + "\n" + markdown + doc.slice(j),
+    );
   }
-  const a = doc.indexOf(begin), b = doc.indexOf(end);
-  if (a < 0 || b < 0) doc += `\n${begin}\n${end}\n`;
-  const i = doc.indexOf(begin), j = doc.indexOf(end);
-  await Deno.mkdir(`${ROOT}/docs`, { recursive: true });
-  await Deno.writeTextFile(
-    file,
-    doc.slice(0, i + begin.length) + "\n" + markdown + doc.slice(j),
-  );
+  const fmt = await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", ...files],
+    stdout: "null",
+    stderr: "inherit",
+  }).output();
+  if (!fmt.success) throw new Error("deno fmt failed on the updated docs");
 }
 
 await main();
