@@ -7,18 +7,25 @@
  * call (Unavailable), refuse new streams, wait for the streams to finish,
  * reset the ones that don't, then GOAWAY each idle session and destroy any
  * that lingers. So close() can't hang on a client that stops reading, and
- * no GOAWAY goes out while streams are live: a gateway once aborted in
- * nghttp2's GOAWAY stream walk (`find_stream_on_goaway_func`) after a
- * benchmark; not reproduced since, but this keeps that walk empty.
+ * no GOAWAY goes out while streams are live.
+ *
+ * Connections are accepted here (net or tls) and handed to node:http2
+ * through a GOAWAY shield: a client's GOAWAY would abort the process inside
+ * nghttp2 (denoland/deno#36788, see goaway-shield.ts). Instead, a
+ * connection whose client sent one is ended once its streams are done.
  */
 import * as http2 from "node:http2";
+import * as net from "node:net";
 import type { AddressInfo } from "node:net";
+import * as tls from "node:tls";
+import type { Duplex } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { registerServices } from "../front/connect-services.ts";
 import { createNodePassthrough } from "../front/passthrough/node-passthrough.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { DEFAULT_READ_MAX_BYTES } from "./fetch-handler.ts";
+import { shieldGoaway } from "../http2/goaway-shield.ts";
 
 export interface GrpcServerOptions {
   hostname: string;
@@ -38,6 +45,8 @@ const SHUTDOWN_MS = {
   reset: 500,
   /** For sessions to close after their GOAWAY, and again after destroy. */
   sessions: 1000,
+  /** For a client that sent GOAWAY to close its idle connection itself. */
+  peerGoaway: 1000,
 };
 
 export interface RunningGrpcServer {
@@ -92,35 +101,73 @@ export async function startGrpcServer(
     }
     if (!passthrough(req, res)) adapter(req, res);
   };
-  const tls = options.tlsCert !== undefined && options.tlsKey !== undefined;
-  const server = tls
-    ? http2.createSecureServer(
-      { cert: options.tlsCert, key: options.tlsKey, allowHTTP1: false },
-      handler,
-    )
-    : http2.createServer(handler);
+  // Always the cleartext server: TLS, if any, ends in `listener`.
+  const server = http2.createServer(handler);
+  const secure = options.tlsCert !== undefined &&
+    options.tlsKey !== undefined;
+  const listener = secure
+    ? tls.createServer({
+      cert: options.tlsCert,
+      key: options.tlsKey,
+      ALPNProtocols: ["h2"],
+    })
+    : net.createServer();
+  const sockets = new Set<Duplex>();
+  // The shield of the connection being handed over: node:http2 makes its
+  // session synchronously in `emit("connection")`.
+  let handingOver: Connection | undefined;
+  listener.on(secure ? "secureConnection" : "connection", (raw: Duplex) => {
+    sockets.add(raw);
+    raw.once("close", () => sockets.delete(raw));
+    const connection: Connection = { raw, session: undefined };
+    const socket = shieldGoaway(raw, {
+      server: true,
+      onGoaway: () => endWhenIdle(connection),
+    });
+    handingOver = connection;
+    try {
+      server.emit("connection", socket);
+    } finally {
+      handingOver = undefined;
+    }
+  });
   server.on("session", (s) => {
     sessions.add(s);
+    if (handingOver) handingOver.session = s;
     s.on("close", () => {
       sessions.delete(s);
       changed.notify();
     });
   });
+  /** The client sent GOAWAY: end its connection once no stream is open. */
+  async function endWhenIdle(connection: Connection): Promise<void> {
+    // Streams opened just before the GOAWAY may not have shown up yet.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const s = connection.session;
+    const idle = () =>
+      !s || s.destroyed || ![...streams].some((st) => st.session === s);
+    while (!idle()) await changed.until(idle, SHUTDOWN_MS.peerGoaway);
+    if (s?.destroyed) return;
+    // It may close the connection itself first; a FIN if not.
+    await changed.until(() => connection.raw.destroyed, SHUTDOWN_MS.peerGoaway);
+    connection.raw.end();
+    setTimeout(() => connection.raw.destroy(), SHUTDOWN_MS.peerGoaway).unref();
+  }
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.hostname, () => {
-      server.off("error", reject);
+    listener.once("error", reject);
+    listener.listen(options.port, options.hostname, () => {
+      listener.off("error", reject);
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (listener.address() as AddressInfo).port;
   const host = options.hostname.includes(":")
     ? `[${options.hostname}]`
     : options.hostname;
   let closing: Promise<void> | undefined;
   async function shutdown(): Promise<void> {
     let serverClosed = false;
-    server.close(() => {
+    listener.close(() => {
       serverClosed = true;
       changed.notify();
     });
@@ -131,14 +178,20 @@ export async function startGrpcServer(
     for (const s of sessions) s.close();
     await changed.until(() => sessions.size === 0, SHUTDOWN_MS.sessions);
     for (const s of sessions) s.destroy();
+    for (const raw of sockets) raw.destroy();
     await changed.until(() => serverClosed, SHUTDOWN_MS.sessions);
     options.shutdownSignal?.removeEventListener("abort", stop);
   }
   return {
     port,
-    url: `${tls ? "https" : "http"}://${host}:${port}`,
+    url: `${secure ? "https" : "http"}://${host}:${port}`,
     close: () => closing ??= shutdown(),
   };
+}
+
+interface Connection {
+  raw: Duplex;
+  session: http2.Http2Session | undefined;
 }
 
 /** Wakes waiters whenever a stream or session closes. */

@@ -26,6 +26,7 @@ import type {
   SnapshotInfo,
 } from "./backend.ts";
 import { rawGrpcRuns } from "./grpc-relay-call.ts";
+import { connectShielded } from "../http2/goaway-shield.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 
 export interface GrpcRelayOptions {
@@ -170,7 +171,8 @@ export class GrpcRelayBackend implements Backend {
   #connection(): http2.ClientHttp2Session {
     const current = this.#session;
     if (current && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(this.options.url, {
+    // Shielded: a GOAWAY from the upstream would crash Deno (goaway-shield.ts).
+    const session = connectShielded(this.options.url, {
       ca: this.options.caPem,
     });
     const drop = () => {

@@ -10,6 +10,7 @@ import * as http2 from "node:http2";
 import { isIP } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { rawGrpcCall } from "./grpc-relay-call.ts";
+import { connectShielded } from "../http2/goaway-shield.ts";
 import type { DriverService } from "./discovery.ts";
 
 export interface UpstreamPoolOptions {
@@ -86,7 +87,8 @@ export class UpstreamPool {
       void this.#retire(current);
     }
     const host = hostOf(address);
-    const session = http2.connect(`https://${address}`, {
+    // Shielded: a GOAWAY from the sidecar would crash Deno (goaway-shield.ts).
+    const session = connectShielded(`https://${address}`, {
       ca: caPem,
       // SNI carries names only; for an IP the certificate's IP SAN is checked.
       servername: isIP(host) ? undefined : host,
