@@ -135,11 +135,18 @@ export async function* rawGrpcRuns(
     ended = true;
     notify();
   });
+  // REFUSED_STREAM before any response: the upstream never ran the call
+  // (RFC 9113 §8.7), e.g. it raced the upstream's GOAWAY. Say so precisely,
+  // so the caller may send it again.
+  const refusedUnanswered = () =>
+    responseHeaders === undefined && !options.signal.aborted &&
+    stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
   stream.on("error", (e) => {
-    failure ??= e;
+    failure ??= refusedUnanswered() ? refusedStream() : e;
     notify();
   });
   stream.on("close", () => {
+    if (refusedUnanswered()) failure = refusedStream();
     if (!ended && failure === undefined) {
       failure = options.signal.aborted
         ? new ConnectError("call cancelled by the client", Code.Canceled)
@@ -185,6 +192,45 @@ export async function* rawGrpcRuns(
     options.signal.removeEventListener("abort", onAbort);
     if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
   }
+}
+
+const REFUSED = Symbol("refused before any response");
+
+function refusedStream(): ConnectError {
+  const e = new ConnectError(
+    "upstream refused the stream before answering (REFUSED_STREAM)",
+    Code.Unavailable,
+  );
+  Object.defineProperty(e, REFUSED, { value: true });
+  return e;
+}
+
+/** True for a call the upstream refused unanswered: it never ran there. */
+export function wasRefused(e: unknown): boolean {
+  return e instanceof ConnectError &&
+    (e as unknown as Record<symbol, unknown>)[REFUSED] === true;
+}
+
+/**
+ * Starts a call with `open`; if the upstream refused it unanswered, starts
+ * it once more (`open` picks the connection anew, so a session that just
+ * got a GOAWAY is not used twice). Safe because a refused call never ran.
+ */
+export async function* retryIfRefused<T>(
+  open: () => AsyncGenerator<T>,
+): AsyncGenerator<T> {
+  const first = open();
+  let r: IteratorResult<T>;
+  try {
+    r = await first.next();
+  } catch (e) {
+    if (!wasRefused(e)) throw e;
+    yield* open();
+    return;
+  }
+  if (r.done) return;
+  yield r.value;
+  yield* first;
 }
 
 /**

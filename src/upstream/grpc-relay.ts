@@ -25,7 +25,7 @@ import type {
   EncodedMessageStream,
   SnapshotInfo,
 } from "./backend.ts";
-import { rawGrpcRuns } from "./grpc-relay-call.ts";
+import { rawGrpcRuns, retryIfRefused } from "./grpc-relay-call.ts";
 import { connectShielded } from "../http2/goaway-shield.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 
@@ -157,10 +157,12 @@ export class GrpcRelayBackend implements Backend {
     }
     const token = options.caller.bearerToken;
     const start = () =>
-      rawGrpcRuns(this.#connection(), path, request, {
-        signal: options.signal,
-        headers: token ? { authorization: `Bearer ${token}` } : undefined,
-      });
+      retryIfRefused(() =>
+        rawGrpcRuns(this.#connection(), path, request, {
+          signal: options.signal,
+          headers: token ? { authorization: `Bearer ${token}` } : undefined,
+        })
+      );
     return {
       envelopeRuns: start,
       [Symbol.asyncIterator]: () => messagesOfRuns(start()),

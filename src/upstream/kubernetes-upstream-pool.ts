@@ -9,7 +9,7 @@
 import * as http2 from "node:http2";
 import { isIP } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { rawGrpcCall } from "./grpc-relay-call.ts";
+import { rawGrpcCall, retryIfRefused } from "./grpc-relay-call.ts";
 import { connectShielded } from "../http2/goaway-shield.ts";
 import type { DriverService } from "./discovery.ts";
 
@@ -60,7 +60,9 @@ export class UpstreamPool {
     request: Uint8Array,
     signal: AbortSignal,
   ): AsyncGenerator<Uint8Array> {
-    return rawGrpcCall(this.#session(service), path, request, { signal });
+    return retryIfRefused(() =>
+      rawGrpcCall(this.#session(service), path, request, { signal })
+    );
   }
 
   async close(): Promise<void> {
