@@ -19,6 +19,16 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
+/** A call that fails before its first message. */
+async function* failing(
+  error: unknown,
+  onOpen: () => void,
+): AsyncGenerator<string> {
+  onOpen();
+  yield* [];
+  throw error;
+}
+
 Deno.test("retryIfRefused resends only calls refused before any answer", async () => {
   const refused = await (async () => {
     // A real refusal, as rawGrpcRuns reports it: a server that refuses the stream.
@@ -59,19 +69,15 @@ Deno.test("retryIfRefused resends only calls refused before any answer", async (
 
   let tries = 0;
   const broken = () =>
-    (async function* (): AsyncGenerator<string> {
-      tries++;
-      throw new ConnectError("upstream said no", Code.PermissionDenied);
-    })();
+    failing(
+      new ConnectError("upstream said no", Code.PermissionDenied),
+      () => tries++,
+    );
   await rejects(collect(retryIfRefused(broken)), /upstream said no/);
   equal(tries, 1, "other errors are not retried");
 
   let calls = 0;
-  const refusedTwice = () =>
-    (async function* (): AsyncGenerator<string> {
-      calls++;
-      throw refused;
-    })();
+  const refusedTwice = () => failing(refused, () => calls++);
   await rejects(collect(retryIfRefused(refusedTwice)), (e) => wasRefused(e));
   equal(calls, 2, "resent once, not forever");
 });
