@@ -15,7 +15,6 @@ import {
   allocatedBlocks,
   changedBlocks,
   expectedTuples,
-  type Tuple,
 } from "./support/ground-truth.ts";
 import { collectTuples } from "./support/collect-tuples.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
