@@ -8,6 +8,7 @@ import type { Authenticator } from "../auth/authenticator.ts";
 import type {
   Backend,
   CallOptions,
+  DeltaQuery,
   SnapshotInfo,
 } from "../upstream/backend.ts";
 import { CheckedStream } from "./checked-stream.ts";
@@ -96,18 +97,14 @@ export class Gateway {
     const startingOffset = requireStartingOffset(req.startingOffset);
     const maxResults = requireMaxResults(req.maxResults);
     const options = await this.admit(namespace, req.securityToken, call);
-    const upstream = this.backend.getMetadataDelta(
-      {
-        namespace,
-        baseSnapshotId,
-        targetSnapshotName,
-        startingOffset,
-        maxResults,
-        securityToken: req.securityToken,
-      },
-      options,
-    );
-    return new CheckedStream(upstream, startingOffset, call.signal);
+    return this.#delta({
+      namespace,
+      baseSnapshotId,
+      targetSnapshotName,
+      startingOffset,
+      maxResults,
+      securityToken: req.securityToken,
+    }, options);
   }
 
   /** Delta with the base named like the target; resolved through the backend. */
@@ -120,12 +117,30 @@ export class Gateway {
       "base_snapshot_name",
       req.baseSnapshotName,
     );
-    requireSnapshotName("target_snapshot_name", req.targetSnapshotName);
+    const targetSnapshotName = requireSnapshotName(
+      "target_snapshot_name",
+      req.targetSnapshotName,
+    );
+    const startingOffset = requireStartingOffset(req.startingOffset);
+    const maxResults = requireMaxResults(req.maxResults);
+    // One admission covers the base lookup and the stream.
     const options = await this.admit(namespace, req.securityToken, call);
     const base = await this.backend.getSnapshot(namespace, baseName, options);
-    return this.getMetadataDelta(
-      { ...req, baseSnapshotId: base.snapshotId },
-      call,
+    return this.#delta({
+      namespace,
+      baseSnapshotId: requireSnapshotId("base snapshot id", base.snapshotId),
+      targetSnapshotName,
+      startingOffset,
+      maxResults,
+      securityToken: req.securityToken,
+    }, options);
+  }
+
+  #delta(query: DeltaQuery, options: CallOptions): CheckedStream {
+    return new CheckedStream(
+      this.backend.getMetadataDelta(query, options),
+      query.startingOffset,
+      options.signal,
     );
   }
 
