@@ -55,15 +55,30 @@ function broken(detail: string): ConnectError {
   );
 }
 
+/**
+ * Told once how a stream ended: no error when it completed, else why not
+ * (Canceled when the consumer stopped reading).
+ */
+export type StreamFinished = (
+  progress: StreamProgress,
+  error?: ConnectError,
+) => void;
+
+/** Marks a stream its consumer stopped reading (return() or break). */
+const ABANDONED = Symbol("abandoned");
+
 export class CheckedStream implements AsyncIterable<RelayedMessage> {
   readonly progress: StreamProgress;
   #fixedSize = 0;
+  #started = false;
+  #finished = false;
 
   constructor(
     private readonly upstream: AsyncIterable<Uint8Array>,
     readonly startingOffset: number,
     /** The call's signal: an upstream that ends after it aborted was cut. */
     private readonly signal?: AbortSignal,
+    private readonly onFinish?: StreamFinished,
   ) {
     this.progress = {
       messages: 0,
@@ -75,12 +90,26 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
     };
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<RelayedMessage> {
-    for await (const bytes of this.upstream) {
-      this.#check(bytes, 0, bytes.length);
-      yield new Relayed(bytes);
+  [Symbol.asyncIterator](): AsyncIterator<RelayedMessage> {
+    return this.#finishing(this.#messages());
+  }
+
+  async *#messages(): AsyncGenerator<RelayedMessage> {
+    this.#started = true;
+    let outcome: unknown = ABANDONED;
+    try {
+      for await (const bytes of this.upstream) {
+        this.#check(bytes, 0, bytes.length);
+        yield new Relayed(bytes);
+      }
+      this.#refuseCutEnd();
+      outcome = undefined;
+    } catch (e) {
+      outcome = e;
+      throw e;
+    } finally {
+      this.#finish(outcome);
     }
-    this.#refuseCutEnd();
   }
 
   /**
@@ -91,7 +120,25 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
    * then the error, as on the per-message path. Use this or the iterator,
    * not both.
    */
-  async *envelopeRuns(): AsyncGenerator<Uint8Array> {
+  envelopeRuns(): AsyncGenerator<Uint8Array> {
+    return this.#finishing(this.#runs());
+  }
+
+  async *#runs(): AsyncGenerator<Uint8Array> {
+    this.#started = true;
+    let outcome: unknown = ABANDONED;
+    try {
+      yield* this.#checkedRuns();
+      outcome = undefined;
+    } catch (e) {
+      outcome = e;
+      throw e;
+    } finally {
+      this.#finish(outcome);
+    }
+  }
+
+  async *#checkedRuns(): AsyncGenerator<Uint8Array> {
     if (!hasEnvelopeRuns(this.upstream)) {
       for await (const bytes of this.upstream) {
         this.#check(bytes, 0, bytes.length);
@@ -115,6 +162,39 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       if (failure !== undefined) throw failure;
     }
     this.#refuseCutEnd();
+  }
+
+  /**
+   * A generator returned before its first next() never runs its body, so
+   * its finally can't report the end: report it here.
+   */
+  #finishing<T>(generator: AsyncGenerator<T>): AsyncGenerator<T> {
+    if (!this.onFinish) return generator;
+    const stop = generator.return.bind(generator);
+    generator.return = (value) => {
+      if (!this.#started) this.#finish(ABANDONED);
+      return stop(value);
+    };
+    return generator;
+  }
+
+  /** Tells onFinish, once, how the stream ended. */
+  #finish(outcome: unknown): void {
+    if (this.#finished || !this.onFinish) return;
+    this.#finished = true;
+    let error: ConnectError | undefined;
+    if (outcome === ABANDONED) {
+      // A consumer that stopped because the call was aborted (deadline,
+      // shutdown) reports that reason.
+      const reason = this.signal?.aborted ? this.signal.reason : undefined;
+      error = reason instanceof ConnectError ? reason : new ConnectError(
+        "the consumer stopped reading before the stream ended",
+        Code.Canceled,
+      );
+    } else if (outcome !== undefined) {
+      error = ConnectError.from(outcome);
+    }
+    this.onFinish(this.progress, error);
   }
 
   /**

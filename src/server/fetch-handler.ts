@@ -2,7 +2,8 @@
  * The gateway's core: one Web-standard fetch handler, `(Request) => Response`,
  * with no Deno or Node API in it, so the front runs on any fetch runtime.
  * It serves Connect and gRPC-Web (native gRPC needs HTTP trailers, which a
- * fetch Response can't carry; see grpc-server.ts), health checks, CORS, and
+ * fetch Response can't carry; see grpc-server.ts), health checks, Prometheus
+ * metrics, CORS, and
  * whatever extra routes are chained in (the HTTP/JSON surface).
  */
 import { cors, createConnectRouter } from "@connectrpc/connect";
@@ -15,6 +16,7 @@ import { registerServices } from "../front/connect-services.ts";
 import { createFetchPassthrough } from "../front/passthrough/fetch-passthrough.ts";
 import { webGzip } from "../front/gzip.ts";
 import type { Gateway } from "../gateway/gateway.ts";
+import { METRICS_CONTENT_TYPE } from "../gateway/metrics.ts";
 
 /** A route that answers the requests it owns and returns undefined for others. */
 export type FetchRoute = (
@@ -81,6 +83,11 @@ export function createFetchHandler(
         { status: ready ? "ok" : "starting", backend: gateway.backend.name },
         { status: ready ? 200 : 503 },
       );
+    }
+    if (url.pathname === "/metrics" && request.method === "GET") {
+      return new Response(gateway.metrics.render(), {
+        headers: { "content-type": METRICS_CONTENT_TYPE },
+      });
     }
     for (const r of options.routes ?? []) {
       const response = await r(request);

@@ -16,6 +16,9 @@ export interface StartedFromConfig extends RunningGateway {
   banner: string[];
 }
 
+/** The access log goes to stdout, one JSON line per streaming call. */
+const accessLog = (line: string) => console.log(line);
+
 export async function startFromConfig(
   config: Config,
 ): Promise<StartedFromConfig> {
@@ -33,7 +36,11 @@ export async function startFromConfig(
       ? VARIABLE_LENGTH
       : FIXED_LENGTH,
   });
-  const running = await startGateway(config, { backend, auth });
+  const running = await startGateway(config, {
+    backend,
+    auth,
+    log: accessLog,
+  });
   const banner = [
     `cbt-gateway: ${backend.name} backend on ${config.dataDir}${
       seeded ? " (seeded the demo)" : ""
@@ -42,6 +49,7 @@ export async function startFromConfig(
     `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
     `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
     `  block map in a browser:        ${running.httpUrl}/ui/`,
+    `  Prometheus metrics:            ${running.httpUrl}/metrics`,
     `Try:`,
     `  curl -N '${running.httpUrl}/v1/namespaces/${DEMO.namespace}/snapshots/snap-2/delta?baseSnapshotName=snap-1'`,
     `  npx --yes @bufbuild/buf@1.75.0 curl --protocol connect --schema proto ` +
@@ -90,6 +98,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
   const running = await startGateway(config, {
     backend,
     auth: await callerAuth(config),
+    log: accessLog,
   });
   return {
     ...running,
@@ -110,7 +119,11 @@ async function startKubernetes(config: Config): Promise<StartedFromConfig> {
   const { backend, auth } = createKubernetesParts(config);
   let running;
   try {
-    running = await startGateway(config, { backend, auth });
+    running = await startGateway(config, {
+      backend,
+      auth,
+      log: accessLog,
+    });
   } catch (e) {
     await backend.close();
     throw e;

@@ -26,6 +26,8 @@ export interface RunningGateway {
 export interface GatewayParts {
   backend: Backend;
   auth?: Authenticator;
+  /** Gets one JSON access-log line per streaming call. */
+  log?: (line: string) => void;
   /** Extra fetch routes in front of the HTTP/JSON and RPC routes. */
   routes?: (gateway: Gateway) => FetchRoute[];
 }
@@ -39,7 +41,9 @@ export async function startGateway(
     & { ticketSecret?: string },
   parts: GatewayParts,
 ): Promise<RunningGateway> {
-  const gateway = new Gateway(parts.backend, parts.auth ?? new NoAuth());
+  const gateway = new Gateway(parts.backend, parts.auth ?? new NoAuth(), {
+    log: parts.log,
+  });
   const shutdown = new AbortController();
   const tls = config.tlsCert && config.tlsKey
     ? {

@@ -5,7 +5,7 @@
  * answer as NDJSON, SSE or one JSON document.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Gateway } from "../../gateway/gateway.ts";
+import type { Gateway } from "../../gateway/gateway.ts";
 import type { CheckedStream } from "../../gateway/checked-stream.ts";
 import {
   blockListBytes,
@@ -67,8 +67,7 @@ export async function handleStream(
   let header: HeaderFields;
   try {
     const params = await readParams(request, route.operation);
-    const gw = params.ticket === undefined ? gateway : new Gateway(
-      gateway.backend,
+    const gw = params.ticket === undefined ? gateway : gateway.withAuth(
       new TicketAuthenticator(
         await options.tickets.redeem(
           params.ticket,
