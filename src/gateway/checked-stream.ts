@@ -105,8 +105,8 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       this.#refuseCutEnd();
       outcome = undefined;
     } catch (e) {
-      outcome = e;
-      throw e;
+      outcome = this.#cause(e);
+      throw outcome;
     } finally {
       this.#finish(outcome);
     }
@@ -131,8 +131,8 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       yield* this.#checkedRuns();
       outcome = undefined;
     } catch (e) {
-      outcome = e;
-      throw e;
+      outcome = this.#cause(e);
+      throw outcome;
     } finally {
       this.#finish(outcome);
     }
@@ -176,6 +176,17 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       return stop(value);
     };
     return generator;
+  }
+
+  /**
+   * A backend cancelled by the call's own abort (deadline, shutdown) reports
+   * just "canceled"; the client is better told why the call was aborted.
+   */
+  #cause(e: unknown): unknown {
+    const reason = this.signal?.aborted ? this.signal.reason : undefined;
+    const cancellation = !(e instanceof ConnectError) ||
+      e.code === Code.Canceled;
+    return reason instanceof ConnectError && cancellation ? reason : e;
   }
 
   /** Tells onFinish, once, how the stream ended. */

@@ -122,7 +122,16 @@ export function createFetchHandler(
     return universalServerResponseToFetch(universalResponse);
   }
 
-  return async (request) => {
+  const shutdownSignal = options.shutdownSignal;
+  return async (incoming) => {
+    // Every route ends its call when the client goes *or* the server shuts
+    // down, through the one signal routes already watch; otherwise a stalled
+    // stream would hold a graceful shutdown forever.
+    const request = shutdownSignal
+      ? new Request(incoming, {
+        signal: AbortSignal.any([incoming.signal, shutdownSignal]),
+      })
+      : incoming;
     const origin = request.headers.get("origin");
     const allowOrigin = origin && corsHeaders
       ? corsHeaders.allow(origin)

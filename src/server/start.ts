@@ -3,6 +3,7 @@
  * on Deno.serve, and native gRPC on node:http2. `main.ts` and the tests both
  * start gateways through here.
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Authenticator } from "../auth/authenticator.ts";
 import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
@@ -86,7 +87,9 @@ export async function startGateway(
     httpUrl: http.url,
     grpcUrl: grpc.url,
     async close() {
-      shutdown.abort();
+      shutdown.abort(
+        new ConnectError("the server is shutting down", Code.Unavailable),
+      );
       await Promise.all([http.close(), grpc.close()]);
       await parts.backend.close();
     },
