@@ -186,12 +186,8 @@ export class Gateway {
       "base_snapshot_id",
       req.baseSnapshotId,
     );
-    const targetSnapshotName = requireSnapshotName(
-      "target_snapshot_name",
-      req.targetSnapshotName,
-    );
-    const startingOffset = requireStartingOffset(req.startingOffset);
-    const maxResults = requireMaxResults(req.maxResults);
+    const { targetSnapshotName, startingOffset, maxResults } =
+      deltaStreamFields(req);
     const options = await this.#admitFor(
       record,
       namespace,
@@ -231,12 +227,8 @@ export class Gateway {
       "base_snapshot_name",
       req.baseSnapshotName,
     );
-    const targetSnapshotName = requireSnapshotName(
-      "target_snapshot_name",
-      req.targetSnapshotName,
-    );
-    const startingOffset = requireStartingOffset(req.startingOffset);
-    const maxResults = requireMaxResults(req.maxResults);
+    const { targetSnapshotName, startingOffset, maxResults } =
+      deltaStreamFields(req);
     // One admission covers the base lookup and the stream.
     const options = await this.#admitFor(
       record,
@@ -388,4 +380,21 @@ export class Gateway {
     await this.auth.authorize(caller, namespace, call.signal);
     return { signal: call.signal, caller };
   }
+}
+
+/** The fields both delta calls validate the same way. */
+function deltaStreamFields(
+  req: Pick<
+    DeltaRequest,
+    "targetSnapshotName" | "startingOffset" | "maxResults"
+  >,
+) {
+  return {
+    targetSnapshotName: requireSnapshotName(
+      "target_snapshot_name",
+      req.targetSnapshotName,
+    ),
+    startingOffset: requireStartingOffset(req.startingOffset),
+    maxResults: requireMaxResults(req.maxResults),
+  };
 }
