@@ -25,7 +25,7 @@ import {
 } from "./support/fake-kube/server.ts";
 
 const VECTORS = new URL(
-  "../../shared/vectors/real-sidecar/k8s-requests.jsonl",
+  "./fixtures/real-sidecar/k8s-requests.jsonl",
   import.meta.url,
 );
 // deno-lint-ignore no-explicit-any

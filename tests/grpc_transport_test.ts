@@ -500,7 +500,7 @@ Deno.test("upstream gRPC transport against the gateway's gRPC port", async (t) =
   }
 });
 
-const VECTORS = new URL("../../shared/vectors/real-sidecar/", import.meta.url);
+const VECTORS = new URL("./fixtures/real-sidecar/", import.meta.url);
 
 /** One response of the real sidecar as recorded (vectors/real-sidecar/README.md). */
 interface Recording {

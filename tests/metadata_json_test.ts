@@ -23,7 +23,7 @@ import {
 import { Rng } from "./support/images.ts";
 
 const VECTORS = new URL(
-  "../../shared/vectors/real-sidecar/streams/",
+  "./fixtures/real-sidecar/streams/",
   import.meta.url,
 );
 const decoder = new TextDecoder();

@@ -26,7 +26,7 @@ import { mutate, randomImage, Rng, TempDataDir } from "./support/images.ts";
 
 const BLOCK = 4096;
 const VECTORS = new URL(
-  "../../shared/vectors/real-sidecar/streams/",
+  "./fixtures/real-sidecar/streams/",
   import.meta.url,
 );
 

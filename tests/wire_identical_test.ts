@@ -1,6 +1,6 @@
 /**
  * Wire identity with the real upstream sidecar: the request frames it was
- * sent (recorded in shared/vectors) go to our native gRPC port as raw bytes
+ * sent (recorded in tests/fixtures/real-sidecar) go to our native gRPC port as raw bytes
  * through real `curl` — no client of ours — and the response bodies must be
  * byte-for-byte what the real sidecar and hostpath driver answered, over the
  * same 16 MiB volume (the demo seeds exactly the recorded block pattern).
@@ -14,9 +14,8 @@ import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import { startTestGateway } from "./support/gateway.ts";
 import { run } from "./support/run.ts";
 
-const VECTORS =
-  new URL("../../shared/vectors/real-sidecar/streams/", import.meta.url)
-    .pathname;
+const VECTORS = new URL("./fixtures/real-sidecar/streams/", import.meta.url)
+  .pathname;
 
 interface Recording {
   rpc: string;

@@ -21,7 +21,7 @@ import {
   WireFormatError,
 } from "../src/wire/metadata-message.ts";
 
-const VECTORS = new URL("../../shared/vectors/real-sidecar/", import.meta.url);
+const VECTORS = new URL("./fixtures/real-sidecar/", import.meta.url);
 
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);

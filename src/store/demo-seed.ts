@@ -2,7 +2,7 @@
  * The demo the embedded store seeds into an empty (or missing) data dir, so
  * the first call answers something. One 16 MiB volume with three snapshots;
  * `snap-1` and `snap-2` reproduce the block pattern of the real-sidecar
- * recordings (shared/vectors/real-sidecar), so the same requests give the
+ * recordings (tests/fixtures/real-sidecar), so the same requests give the
  * same blocks as the real driver did.
  *
  * Block contents are deterministic: seeded PRNG bytes per (version, block).

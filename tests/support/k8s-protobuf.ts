@@ -3,7 +3,7 @@
  * types the fake API server speaks in protobuf: TokenReview,
  * SubjectAccessReview and Status. Written by hand from the Kubernetes
  * `generated.proto` field numbers and checked byte-for-byte against the
- * recorded client-go bodies in shared/vectors/real-sidecar/k8s-requests.jsonl.
+ * recorded client-go bodies in tests/fixtures/real-sidecar/k8s-requests.jsonl.
  *
  * Objects are the plain JSON that client-go would write for the same Go value
  * (Go field order, `omitempty` rules), so `decode(encode(x))` normalises x.
