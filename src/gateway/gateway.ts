@@ -10,7 +10,7 @@ import type {
   CallOptions,
   DeltaQuery,
   SnapshotInfo,
-} from "../upstream/backend.ts";
+} from "../backend/backend.ts";
 import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { CheckedStream, type StreamProgress } from "./checked-stream.ts";

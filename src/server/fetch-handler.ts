@@ -13,7 +13,7 @@ import {
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import { registerServices } from "../front/connect-services.ts";
-import { createFetchPassthrough } from "../front/passthrough/fetch-passthrough.ts";
+import { createFetchPassthrough } from "../front/frame-relay/fetch-relay.ts";
 import { webGzip } from "../front/gzip.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { METRICS_CONTENT_TYPE } from "../gateway/metrics.ts";

@@ -8,7 +8,7 @@ import { PassthroughAuth } from "../auth/passthrough-auth.ts";
 import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
 import { FileSnapshotStore } from "../store/file-store.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
-import { GrpcRelayBackend } from "../upstream/grpc-relay.ts";
+import { GrpcRelayBackend } from "../relay/grpc-relay.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
 export interface StartedFromConfig extends RunningGateway {
@@ -114,7 +114,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
 async function startKubernetes(config: Config): Promise<StartedFromConfig> {
   // Loaded on demand: the embedded default needn't pay for client-node.
   const { createKubernetesParts } = await import(
-    "../upstream/kubernetes-mode.ts"
+    "./kubernetes-mode.ts"
   );
   const { backend, auth } = createKubernetesParts(config);
   let running;

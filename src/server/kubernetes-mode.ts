@@ -9,14 +9,14 @@ import { PassthroughAuth } from "../auth/passthrough-auth.ts";
 import type { Config } from "../config.ts";
 import { ConfigError } from "../config.ts";
 import { KubeApi, loadKubeConfig } from "../kube/kube-api.ts";
-import { Discovery, type DiscoveryOptions } from "./discovery.ts";
-import { KubernetesBackend } from "./kubernetes-backend.ts";
-import { UpstreamPool } from "./kubernetes-upstream-pool.ts";
+import { Discovery, type DiscoveryOptions } from "../kubernetes/discovery.ts";
+import { KubernetesBackend } from "../kubernetes/kubernetes-backend.ts";
+import { UpstreamPool } from "../adapter/node-http2/upstream-pool.ts";
 import {
   inClusterServiceAccount,
   type ServiceAccountRef,
   TokenMinter,
-} from "./token-minter.ts";
+} from "../kubernetes/token-minter.ts";
 
 export interface KubernetesParts {
   api: KubeApi;
