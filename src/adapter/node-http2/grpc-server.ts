@@ -21,10 +21,12 @@ import * as tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import { registerServices } from "../../front/connect-services.ts";
+import {
+  DEFAULT_READ_MAX_BYTES,
+  registerServices,
+} from "../../front/connect-services.ts";
 import { createNodePassthrough } from "./frame-relay.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { DEFAULT_READ_MAX_BYTES } from "../../server/fetch-handler.ts";
 import { shieldGoaway } from "./goaway-shield.ts";
 
 export interface GrpcServerOptions {
