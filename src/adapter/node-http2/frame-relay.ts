@@ -13,6 +13,7 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { webHeaders } from "./headers.ts";
 import {
   binaryProtocolOf,
   grpcStatusHeaders,
@@ -28,15 +29,6 @@ import {
 
 type Request = http2.Http2ServerRequest;
 type Response = http2.Http2ServerResponse;
-
-function headersOf(req: Request): Headers {
-  const out = new Headers();
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (k.startsWith(":") || v === undefined) continue;
-    for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
-  }
-  return out;
-}
 
 function readBody(req: Request, max: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
@@ -137,7 +129,7 @@ export function createNodePassthrough(
         gateway,
         start,
         "grpc",
-        headersOf(req),
+        webHeaders(req.headers),
         () => readBody(req, options.readMaxBytes),
         ended,
         options,
