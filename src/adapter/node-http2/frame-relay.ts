@@ -13,6 +13,7 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { concatBytes } from "../../wire/bytes.ts";
 import { webHeaders } from "./headers.ts";
 import {
   binaryProtocolOf,
@@ -48,15 +49,7 @@ function readBody(req: Request, max: number): Promise<Uint8Array> {
       }
       chunks.push(c);
     });
-    req.on("end", () => {
-      const out = new Uint8Array(total);
-      let pos = 0;
-      for (const c of chunks) {
-        out.set(c, pos);
-        pos += c.length;
-      }
-      resolve(out);
-    });
+    req.on("end", () => resolve(concatBytes(chunks)));
     req.on("error", reject);
   });
 }

@@ -7,6 +7,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { concatBytes } from "../../wire/bytes.ts";
 import {
   binaryProtocolOf,
   CONNECT_JSON_CONTENT_TYPE,
@@ -22,16 +23,29 @@ import {
 import { openCall, type PassthroughOptions } from "./call.ts";
 import type { Codec } from "./run-encoder.ts";
 
+/**
+ * The request body, read only up to the limit: a larger one is refused as
+ * soon as it passes it, without reading the rest.
+ */
 async function readBody(request: Request, max: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  // The envelope header is 5 bytes on top of the message limit.
-  if (bytes.length > max + 5) {
-    throw new ConnectError(
-      `request of ${bytes.length} bytes exceeds ${max}`,
-      Code.ResourceExhausted,
-    );
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return concatBytes(chunks);
+    total += value.length;
+    // The envelope header is 5 bytes on top of the message limit.
+    if (total > max + 5) {
+      reader.cancel().catch(() => {});
+      throw new ConnectError(
+        `request exceeds ${max} bytes`,
+        Code.ResourceExhausted,
+      );
+    }
+    chunks.push(value);
   }
-  return bytes;
 }
 
 export function createFetchPassthrough(
