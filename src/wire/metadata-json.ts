@@ -3,7 +3,7 @@
  * bytes: the same bytes `JSON.stringify(toJson(schema, message))` of
  * @bufbuild/protobuf gives (lowerCamelCase keys in field order, int64 as
  * strings, enum names, zero values left out), without building a message,
- * bigints or strings per tuple. The Connect JSON pass-through uses it.
+ * bigints or strings per tuple. The frame relay uses it for Connect JSON.
  */
 import { writeUint } from "./ascii.ts";
 import {

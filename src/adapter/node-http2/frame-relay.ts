@@ -1,5 +1,5 @@
 /**
- * Pass-through for native gRPC on the node:http2 port: the upstream's message
+ * The frame relay for native gRPC on the node:http2 port: the upstream's message
  * bytes in fresh envelopes, status in HTTP trailers (Trailers-Only when the
  * call fails before its first message). Writes wait for 'drain', so a slow
  * client slows the upstream. Returns false for requests it doesn't own,
@@ -15,17 +15,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { concatBytes } from "../../wire/bytes.ts";
 import { webHeaders } from "./headers.ts";
+import { binaryProtocolOf } from "../../front/frame-relay/content-type.ts";
+import { grpcStatusHeaders } from "../../front/frame-relay/end-frame.ts";
 import {
-  binaryProtocolOf,
-  grpcStatusHeaders,
-} from "../../front/frame-relay/framing.ts";
-import {
-  PASSTHROUGH_METHODS,
+  RELAYED_METHODS,
   type StartStream,
 } from "../../front/frame-relay/methods.ts";
 import {
+  type FrameRelayOptions,
   openCall,
-  type PassthroughOptions,
 } from "../../front/frame-relay/call.ts";
 
 type Request = http2.Http2ServerRequest;
@@ -54,9 +52,9 @@ function readBody(req: Request, max: number): Promise<Uint8Array> {
   });
 }
 
-export function createNodePassthrough(
+export function createNodeFrameRelay(
   gateway: Gateway,
-  options: PassthroughOptions,
+  options: FrameRelayOptions,
   /**
    * Aborting it ends running calls (server shutdown) with its reason when
    * that is a ConnectError, else with Unavailable.
@@ -64,7 +62,7 @@ export function createNodePassthrough(
   shutdownSignal?: AbortSignal,
 ): (req: Request, res: Response) => boolean {
   return (req, res) => {
-    const start = PASSTHROUGH_METHODS.get(req.url.split("?")[0]);
+    const start = RELAYED_METHODS.get(req.url.split("?")[0]);
     if (
       !start || req.method !== "POST" ||
       binaryProtocolOf(req.headers["content-type"] ?? null) !== "grpc"

@@ -1,6 +1,6 @@
 /**
  * Turns a checked run of the upstream's envelopes into response bytes for one
- * pass-through call: as is for binary without compression (the common case:
+ * frame-relay call: as is for binary without compression (the common case:
  * no copy at all), else message by message — proto3 JSON written from the
  * wire bytes for Connect JSON, compressed when negotiated and worth it.
  */
@@ -8,7 +8,7 @@ import type { Compression } from "@connectrpc/connect/protocol";
 import { concatBytes } from "../../wire/bytes.ts";
 import { forEachEnvelope } from "../../wire/envelopes.ts";
 import { MetadataJsonWriter } from "../../wire/metadata-json.ts";
-import { messageFrame } from "./framing.ts";
+import { messageFrame } from "./compression.ts";
 
 export type Codec = "proto" | "json";
 
