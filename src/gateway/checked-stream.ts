@@ -91,25 +91,7 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<CheckedMessage> {
-    return this.#finishing(this.#messages());
-  }
-
-  async *#messages(): AsyncGenerator<CheckedMessage> {
-    this.#started = true;
-    let outcome: unknown = ABANDONED;
-    try {
-      for await (const bytes of this.upstream) {
-        this.#check(bytes, 0, bytes.length);
-        yield new Checked(bytes);
-      }
-      this.#refuseCutEnd();
-      outcome = undefined;
-    } catch (e) {
-      outcome = this.#cause(e);
-      throw outcome;
-    } finally {
-      this.#finish(outcome);
-    }
+    return this.#finishing(this.#reporting(this.#checkedMessages()));
   }
 
   /**
@@ -121,14 +103,15 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
    * not both.
    */
   envelopeRuns(): AsyncGenerator<Uint8Array> {
-    return this.#finishing(this.#runs());
+    return this.#finishing(this.#reporting(this.#checkedRuns()));
   }
 
-  async *#runs(): AsyncGenerator<Uint8Array> {
+  /** Runs a checked stream to its end and reports how it ended. */
+  async *#reporting<T>(checked: AsyncGenerator<T>): AsyncGenerator<T> {
     this.#started = true;
     let outcome: unknown = ABANDONED;
     try {
-      yield* this.#checkedRuns();
+      yield* checked;
       outcome = undefined;
     } catch (e) {
       outcome = this.#cause(e);
@@ -138,13 +121,19 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
     }
   }
 
+  async *#checkedMessages(): AsyncGenerator<CheckedMessage> {
+    for await (const bytes of this.upstream) {
+      this.#check(bytes, 0, bytes.length);
+      yield new Checked(bytes);
+    }
+    this.#refuseCutEnd();
+  }
+
   async *#checkedRuns(): AsyncGenerator<Uint8Array> {
     if (!hasEnvelopeRuns(this.upstream)) {
-      for await (const bytes of this.upstream) {
-        this.#check(bytes, 0, bytes.length);
+      for await (const { bytes } of this.#checkedMessages()) {
         yield encodeEnvelope(0, bytes);
       }
-      this.#refuseCutEnd();
       return;
     }
     for await (const run of this.upstream.envelopeRuns()) {

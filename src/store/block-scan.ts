@@ -41,25 +41,23 @@ function checkChunkSize(chunkSize: number): void {
   }
 }
 
-/** Whether `a[start, end)` equals `b[bStart, bStart + end - start)`. */
+/** Whether `a` and `b` hold the same bytes in `[start, end)`. */
 function sameBytes(
   a: Uint8Array,
   b: Uint8Array,
   start: number,
   end: number,
-  bStart = start,
 ): boolean {
-  let i = start, j = bStart;
+  let i = start;
   const words = (end - start) >>> 2;
   // Chunk buffers are fresh, so their word views line up at block offsets.
-  if ((a.byteOffset + i) % 4 === 0 && (b.byteOffset + j) % 4 === 0) {
+  if ((a.byteOffset + i) % 4 === 0 && (b.byteOffset + i) % 4 === 0) {
     const aw = new Int32Array(a.buffer, a.byteOffset + i, words);
-    const bw = new Int32Array(b.buffer, b.byteOffset + j, words);
+    const bw = new Int32Array(b.buffer, b.byteOffset + i, words);
     for (let k = 0; k < words; k++) if (aw[k] !== bw[k]) return false;
     i += words * 4;
-    j += words * 4;
   }
-  for (; i < end; i++, j++) if (a[i] !== b[j]) return false;
+  for (; i < end; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
@@ -70,36 +68,27 @@ function addBlock(runs: BlockRuns, b: number): void {
   else runs.push(b, b + 1);
 }
 
-/** Allocated blocks of `image` from block `fromBlock` on. */
-export async function* scanAllocated(
-  image: ImageFile,
+/** What a scan reads from an image. */
+type Readable = Pick<ImageFile, "size" | "readExactly">;
+
+/**
+ * Allocated blocks of `image` from block `fromBlock` on: the blocks that
+ * differ from an all-zero image of the same size (whose reads leave the
+ * zeroed buffer as it is).
+ */
+export function scanAllocated(
+  image: Readable,
   fromBlock: number,
   chunkSize = DEFAULT_CHUNK_SIZE,
 ): AsyncGenerator<BlockRuns> {
-  checkChunkSize(chunkSize);
-  const size = image.size;
-  const buf = new Uint8Array(chunkSize);
-  const zeros = new Uint8Array(chunkSize);
-  for (let pos = fromBlock * BLOCK_SIZE; pos < size; pos += chunkSize) {
-    const len = Math.min(chunkSize, size - pos);
-    await image.readExactly(buf, len, pos);
-    if (sameBytes(buf, zeros, 0, len)) continue;
-    const runs: BlockRuns = [];
-    const firstBlock = pos / BLOCK_SIZE;
-    for (let off = 0; off < len; off += BLOCK_SIZE) {
-      const end = Math.min(off + BLOCK_SIZE, len);
-      if (!sameBytes(buf, zeros, off, end, 0)) {
-        addBlock(runs, firstBlock + off / BLOCK_SIZE);
-      }
-    }
-    yield runs;
-  }
+  const zeros: Readable = { size: image.size, readExactly: async () => {} };
+  return scanChanged(zeros, image, fromBlock, chunkSize);
 }
 
 /** Blocks of `target` that differ from `base`, from block `fromBlock` on. */
 export async function* scanChanged(
-  base: ImageFile,
-  target: ImageFile,
+  base: Readable,
+  target: Readable,
   fromBlock: number,
   chunkSize = DEFAULT_CHUNK_SIZE,
 ): AsyncGenerator<BlockRuns> {

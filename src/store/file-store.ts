@@ -114,66 +114,56 @@ export class FileSnapshotStore implements Backend {
     query: AllocatedQuery,
     options: CallOptions,
   ): EncodedMessageStream {
-    return this.#stream(
-      options,
-      query.maxResults,
-      query.startingOffset,
-      async (open) => {
-        const target = await this.#dir.byName(
-          query.namespace,
-          "snapshot_name",
-          query.snapshotName,
-        );
-        const image = await open(target);
-        return {
-          capacity: image.size,
-          scan: (from) => scanAllocated(image, from, this.chunkSize),
-        };
-      },
-    );
+    return this.#stream(query, options, async (open) => {
+      const target = await this.#dir.byName(
+        query.namespace,
+        "snapshot_name",
+        query.snapshotName,
+      );
+      const image = await open(target);
+      return {
+        capacity: image.size,
+        scan: (from) => scanAllocated(image, from, this.chunkSize),
+      };
+    });
   }
 
   getMetadataDelta(
     query: DeltaQuery,
     options: CallOptions,
   ): EncodedMessageStream {
-    return this.#stream(
-      options,
-      query.maxResults,
-      query.startingOffset,
-      async (open) => {
-        const baseRef = parseSnapshotId(
-          "base_snapshot_id",
-          query.baseSnapshotId,
+    return this.#stream(query, options, async (open) => {
+      const baseRef = parseSnapshotId(
+        "base_snapshot_id",
+        query.baseSnapshotId,
+      );
+      const target = await this.#dir.byName(
+        query.namespace,
+        "target_snapshot_name",
+        query.targetSnapshotName,
+      );
+      if (baseRef.volume !== target.volume) {
+        const baseId = JSON.stringify(query.baseSnapshotId);
+        const name = JSON.stringify(query.targetSnapshotName);
+        throw new ConnectError(
+          `base_snapshot_id ${baseId} is a snapshot of volume ${baseRef.volume}, ` +
+            `but target ${name} is of volume ${target.volume}`,
+          Code.InvalidArgument,
         );
-        const target = await this.#dir.byName(
-          query.namespace,
-          "target_snapshot_name",
-          query.targetSnapshotName,
-        );
-        if (baseRef.volume !== target.volume) {
-          const baseId = JSON.stringify(query.baseSnapshotId);
-          const name = JSON.stringify(query.targetSnapshotName);
-          throw new ConnectError(
-            `base_snapshot_id ${baseId} is a snapshot of volume ${baseRef.volume}, ` +
-              `but target ${name} is of volume ${target.volume}`,
-            Code.InvalidArgument,
-          );
-        }
-        const base = await this.#dir.byId(
-          query.namespace,
-          "base_snapshot_id",
-          query.baseSnapshotId,
-        );
-        const targetImage = await open(target);
-        const baseImage = await open(base);
-        return {
-          capacity: targetImage.size,
-          scan: (from) =>
-            scanChanged(baseImage, targetImage, from, this.chunkSize),
-        };
-      },
-    );
+      }
+      const base = await this.#dir.byId(
+        query.namespace,
+        "base_snapshot_id",
+        query.baseSnapshotId,
+      );
+      const targetImage = await open(target);
+      const baseImage = await open(base);
+      return {
+        capacity: targetImage.size,
+        scan: (from) =>
+          scanChanged(baseImage, targetImage, from, this.chunkSize),
+      };
+    });
   }
 
   /**
@@ -182,9 +172,11 @@ export class FileSnapshotStore implements Backend {
    * offset, yielding each message as soon as it is full.
    */
   async *#stream(
+    { maxResults, startingOffset }: {
+      maxResults: number;
+      startingOffset: number;
+    },
     options: CallOptions,
-    maxResults: number,
-    startingOffset: number,
     prepare: (
       open: (loc: ImageLocation) => Promise<ImageFile>,
     ) => Promise<

@@ -24,27 +24,23 @@ function isNoEntry(err: unknown): boolean {
   return code === "ENOENT" || code === "ENOTDIR";
 }
 
+/** The answer, or undefined when nothing is there. */
+async function unlessMissing<T>(answer: Promise<T>): Promise<T | undefined> {
+  try {
+    return await answer;
+  } catch (err) {
+    if (isNoEntry(err)) return undefined;
+    throw err;
+  }
+}
+
 export const nodeStoreFiles: StoreFiles = {
   join,
   separator: sep,
 
-  async realPath(path) {
-    try {
-      return await realpath(path);
-    } catch (err) {
-      if (isNoEntry(err)) return undefined;
-      throw err;
-    }
-  },
+  realPath: (path) => unlessMissing(realpath(path)),
 
-  async readDir(path) {
-    try {
-      return await readdir(path);
-    } catch (err) {
-      if (isNoEntry(err)) return undefined;
-      throw err;
-    }
-  },
+  readDir: (path) => unlessMissing(readdir(path)),
 
   async stat(path) {
     const info = await stat(path);
