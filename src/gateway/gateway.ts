@@ -91,8 +91,8 @@ export class Gateway {
         query.namespace,
         req.securityToken,
         call,
-        observed,
       );
+      observed.admitted(options.caller.username);
       const upstream = this.#backend.getMetadataAllocated(query, options);
       return observed.stream(upstream, query.startingOffset, call.signal);
     } catch (e) {
@@ -115,8 +115,8 @@ export class Gateway {
         query.namespace,
         req.securityToken,
         call,
-        observed,
       );
+      observed.admitted(options.caller.username);
       const upstream = this.#backend.getMetadataDelta(query, options);
       return observed.stream(upstream, query.startingOffset, call.signal);
     } catch (e) {
@@ -141,8 +141,8 @@ export class Gateway {
         query.namespace,
         req.securityToken,
         call,
-        observed,
       );
+      observed.admitted(options.caller.username);
       const base = await this.#backend.getSnapshot(
         query.namespace,
         baseSnapshotName,
@@ -171,7 +171,7 @@ export class Gateway {
   ): Promise<SnapshotInfo> {
     const namespace = requireNamespace(namespaceIn);
     const name = requireSnapshotName("snapshot_name", nameIn);
-    const options = await this.admit(namespace, securityToken, call);
+    const options = await this.#admit(namespace, securityToken, call);
     return this.#backend.getSnapshot(namespace, name, options);
   }
 
@@ -181,7 +181,7 @@ export class Gateway {
     call: CallContext,
   ): Promise<SnapshotInfo[]> {
     const namespace = requireNamespace(namespaceIn);
-    const options = await this.admit(namespace, securityToken, call);
+    const options = await this.#admit(namespace, securityToken, call);
     return this.#backend.listSnapshots(namespace, options);
   }
 
@@ -204,7 +204,7 @@ export class Gateway {
     }
     const namespace = requireNamespace(namespaceIn);
     const snapshot = requireSnapshotName("snapshot", snapshotIn);
-    const options = await this.admit(namespace, "", call);
+    const options = await this.#admit(namespace, "", call);
     await this.#backend.getSnapshot(namespace, snapshot, options);
     return { caller: options.caller, namespace, snapshot };
   }
@@ -213,7 +213,7 @@ export class Gateway {
    * Authenticates and authorizes a caller for a namespace; the result is what
    * the backend gets. Every call goes through here.
    */
-  async admit(
+  async #admit(
     namespace: string,
     securityToken: string,
     call: CallContext,
@@ -233,17 +233,5 @@ export class Gateway {
     snapshot: unknown,
   ): ObservedCall {
     return new ObservedCall(this.metrics, this.#log, rpc, namespace, snapshot);
-  }
-
-  /** admit() for a streaming call, which then logs who the caller is. */
-  async #admit(
-    namespace: string,
-    securityToken: string,
-    call: CallContext,
-    observed: ObservedCall,
-  ): Promise<CallOptions> {
-    const options = await this.admit(namespace, securityToken, call);
-    observed.admitted(options.caller.username);
-    return options;
   }
 }
