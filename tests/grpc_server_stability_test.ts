@@ -31,9 +31,13 @@ import {
   EnvelopeSplitter,
 } from "../src/upstream/grpc-relay-call.ts";
 import { startGateway } from "../src/server/start.ts";
+import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  requestFrame,
+} from "./support/grpc-request.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
 const BLOCK = 4096;
 
 /**
@@ -86,26 +90,6 @@ const CONTENT_TYPE: Record<Protocol, string> = {
   "grpc-web": "application/grpc-web+proto",
 };
 
-/** GetMetadataAllocatedRequest{namespace "ns", snapshot_name, max_results}, enveloped. */
-function requestFrame(snapshot: string, maxResults: number): Uint8Array {
-  const name = new TextEncoder().encode(snapshot);
-  const varint = maxResults < 0x80
-    ? [maxResults]
-    : [(maxResults & 0x7f) | 0x80, maxResults >> 7];
-  const body = [
-    0x12,
-    2,
-    0x6e,
-    0x73,
-    0x1a,
-    name.length,
-    ...name,
-    0x28,
-    ...varint,
-  ];
-  return new Uint8Array([0, 0, 0, 0, body.length, ...body]);
-}
-
 interface Outcome {
   protocol: Protocol;
   expected: number;
@@ -136,7 +120,7 @@ function callStream(
 ): { req: http2.ClientHttp2Stream; done: Promise<Outcome> } {
   const req = session.request({
     ":method": "POST",
-    ":path": ALLOCATED,
+    ":path": ALLOCATED_PATH,
     "content-type": CONTENT_TYPE[protocol],
     ...(protocol === "grpc" ? { te: "trailers" } : {}),
     ...(protocol === "connect" ? { "connect-protocol-version": "1" } : {}),
@@ -201,7 +185,15 @@ function callStream(
       resolve(out);
     })
   );
-  req.end(requestFrame(`n${expected}`, perMessage));
+  req.end(
+    requestFrame(
+      allocatedRequest({
+        namespace: "ns",
+        snapshotName: `n${expected}`,
+        maxResults: perMessage,
+      }),
+    ),
+  );
   return { req, done };
 }
 

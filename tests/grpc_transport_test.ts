@@ -53,12 +53,9 @@ import {
   type Tuple,
 } from "./support/ground-truth.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
-import { issueServerCert, makeCertificateAuthority } from "./support/certs.ts";
-import {
-  startTestGateway,
-  type TestGateway,
-  writeImage,
-} from "./support/gateway.ts";
+import { makeCertificateAuthority } from "./support/certs.ts";
+import { type TestGateway, writeImage } from "./support/gateway.ts";
+import { startTlsGateways } from "./support/tls-gateways.ts";
 
 const NS = "p";
 const SIZE = 3 * 1024 * 1024 + 1000;
@@ -74,39 +71,23 @@ interface Fixture {
 }
 
 async function setUp(): Promise<Fixture> {
-  const dataDir = await Deno.makeTempDir({ prefix: "cbt-grpc-transport-" });
-  const pkiDir = await Deno.makeTempDir({ prefix: "cbt-grpc-transport-pki-" });
+  const gateways = await startTlsGateways({ prefix: "cbt-grpc-transport" });
   const rng = new Rng(5);
   const base = randomImage(rng, SIZE);
   const target = mutate(rng, base, SIZE + 8192);
-  await writeImage(dataDir, NS, "v", "base", base);
-  await writeImage(dataDir, NS, "v", "target", target);
-  const ca = await makeCertificateAuthority(`${pkiDir}/ca`);
-  const wrongCa = await makeCertificateAuthority(`${pkiDir}/wrong`, {
+  await writeImage(gateways.dataDir, NS, "v", "base", base);
+  await writeImage(gateways.dataDir, NS, "v", "target", target);
+  const wrongCa = await makeCertificateAuthority(`${gateways.pkiDir}/wrong`, {
     commonName: "not-the-ca",
-  });
-  const cert = await issueServerCert(ca, {
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-  });
-  const h2c = await startTestGateway({ dataDir });
-  const tls = await startTestGateway({
-    dataDir,
-    tls: { certPath: cert.certPath, keyPath: cert.keyPath },
   });
   return {
     base,
     target,
-    caPem: ca.certPem,
+    caPem: gateways.ca.certPem,
     wrongCaPem: wrongCa.certPem,
-    h2c,
-    tls,
-    async close() {
-      await h2c.close();
-      await tls.close();
-      await Deno.remove(dataDir, { recursive: true });
-      await Deno.remove(pkiDir, { recursive: true });
-    },
+    h2c: gateways.h2c,
+    tls: gateways.tls,
+    close: gateways.close,
   };
 }
 

@@ -21,7 +21,7 @@ import {
   changedBlocks,
   expectedTuples,
 } from "./support/ground-truth.ts";
-import { collectTuples } from "./support/collect-tuples.ts";
+import { collectTuples } from "./support/collect.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
 import {
   addSnapshot,

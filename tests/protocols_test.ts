@@ -27,12 +27,8 @@ import {
   type Tuple,
 } from "./support/ground-truth.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
-import { issueServerCert, makeCertificateAuthority } from "./support/certs.ts";
-import {
-  startTestGateway,
-  type TestGateway,
-  writeImage,
-} from "./support/gateway.ts";
+import { type TestGateway, writeImage } from "./support/gateway.ts";
+import { startTlsGateways } from "./support/tls-gateways.ts";
 import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT, run } from "./support/run.ts";
 
@@ -51,8 +47,13 @@ interface Fixture {
   close(): Promise<void>;
 }
 
+/** FIXED_LENGTH over h2c and VARIABLE_LENGTH over TLS, on the same images. */
 async function setUp(): Promise<Fixture> {
-  const dataDir = await Deno.makeTempDir({ prefix: "cbt-proto-" });
+  const gateways = await startTlsGateways({
+    prefix: "cbt-proto",
+    tlsBlockMetadataType: "VARIABLE_LENGTH",
+  });
+  const { dataDir } = gateways;
   const rng = new Rng(20261127);
   const base = randomImage(rng, SIZE);
   const target = mutate(rng, base, SIZE + 8192);
@@ -61,33 +62,16 @@ async function setUp(): Promise<Fixture> {
   await writeImage(dataDir, NS, "vol-a", "same", base);
   await writeImage(dataDir, NS, "vol-a", "empty", new Uint8Array(SIZE));
   await writeImage(dataDir, NS, "vol-b", "other", base);
-  const pkiDir = await Deno.makeTempDir({ prefix: "cbt-pki-" });
-  const ca = await makeCertificateAuthority(pkiDir);
-  const cert = await issueServerCert(ca, {
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-  });
-  const fixed = await startTestGateway({ dataDir });
-  const variable = await startTestGateway({
-    dataDir,
-    blockMetadataType: "VARIABLE_LENGTH",
-    tls: { certPath: cert.certPath, keyPath: cert.keyPath },
-  });
   return {
     dataDir,
-    pkiDir,
-    caPath: ca.certPath,
-    caPem: ca.certPem,
+    pkiDir: gateways.pkiDir,
+    caPath: gateways.ca.certPath,
+    caPem: gateways.ca.certPem,
     base,
     target,
-    fixed,
-    variable,
-    async close() {
-      await fixed.close();
-      await variable.close();
-      await Deno.remove(dataDir, { recursive: true });
-      await Deno.remove(pkiDir, { recursive: true });
-    },
+    fixed: gateways.h2c,
+    variable: gateways.tls,
+    close: gateways.close,
   };
 }
 
