@@ -25,6 +25,7 @@ import {
 } from "./support/ground-truth.ts";
 import { demoBackend, MemoryBackend } from "./support/memory-backend.ts";
 import { ROOT } from "./support/run.ts";
+import { waitFor } from "./support/wait.ts";
 
 const WAIT = { timeout: 20_000 };
 
@@ -122,15 +123,6 @@ function pngSize(png: Uint8Array): { width: number; height: number } {
   const view = new DataView(png.buffer, png.byteOffset);
   assert.equal(new TextDecoder().decode(png.subarray(12, 16)), "IHDR");
   return { width: view.getUint32(16), height: view.getUint32(20) };
-}
-
-/** Polls a condition of the test process (the gateway's side), bounded. */
-async function until(condition: () => boolean, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function blocksOf(backend: MemoryBackend, snapshot: string): number[] {
@@ -357,7 +349,10 @@ Deno.test({
       });
       assert.deepEqual(stopped.painted, snap3.slice(0, 256));
       assert.match(stopped.status, /stopped/);
-      await until(() => backend.streamsAborted === aborted + 1);
+      await waitFor(
+        "the gateway to abort the stream",
+        () => backend.streamsAborted === aborted + 1,
+      );
       backend.release();
       await page.click("#resume");
       const rest = await settled(page, {
@@ -438,6 +433,7 @@ const CLIENT_ENTRY = `
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "${ROOT}/gen/snapshotmetadata/snapshotmetadata_pb.ts";
+import { collectOutcome } from "${ROOT}/tests/support/collect.ts";
 
 type Protocol = "connect-binary" | "connect-json" | "grpc-web";
 
@@ -452,17 +448,8 @@ async function collect(
     : createConnectTransport({ baseUrl, useBinaryFormat: protocol === "connect-binary" });
   const client = createClient(SnapshotMetadata, transport);
   const req = { ...request, startingOffset: BigInt(request.startingOffset ?? 0) };
-  const tuples: [number, number][] = [];
-  let messages = 0;
-  try {
-    for await (const m of client[rpc](req as never)) {
-      messages++;
-      for (const b of m.blockMetadata) tuples.push([Number(b.byteOffset), Number(b.sizeBytes)]);
-    }
-    return { tuples, messages };
-  } catch (e) {
-    return { error: String((e as Error).message), code: (e as { code?: number }).code };
-  }
+  const { tuples, messages, error } = await collectOutcome(client[rpc](req as never));
+  return error ? { error: error.message, code: error.code } : { tuples, messages };
 }
 (globalThis as Record<string, unknown>).cbt = { collect };
 `;

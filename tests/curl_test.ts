@@ -32,6 +32,7 @@ import {
 import { demoBackend, type MemoryBackend } from "./support/memory-backend.ts";
 import { run } from "./support/run.ts";
 import { demoAuth } from "./support/token-auth.ts";
+import { waitFor } from "./support/wait.ts";
 
 async function serve(
   backend: Backend,
@@ -436,9 +437,10 @@ Deno.test("curl going away mid-stream cancels the upstream call", async () => {
     await reader.read(); // something arrived: the stream is running and now paused upstream
     child.kill("SIGKILL");
     await child.status;
-    for (let i = 0; i < 200 && backend.streamsAborted === 0; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(
+      "the gateway to abort the upstream stream",
+      () => backend.streamsAborted > 0,
+    );
     assert.equal(backend.streamsAborted, 1);
     assert.equal(backend.streamsFinished, 0);
     reader.releaseLock();

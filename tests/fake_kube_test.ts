@@ -23,6 +23,7 @@ import {
   SNAPSHOT_API,
   startFakeKube,
 } from "./support/fake-kube/server.ts";
+import { waitFor } from "./support/wait.ts";
 
 const VECTORS = new URL(
   "./fixtures/real-sidecar/k8s-requests.jsonl",
@@ -589,15 +590,6 @@ function kubeConfig(kube: FakeKube, token?: string): k8s.KubeConfig {
   return kc;
 }
 
-/** Polls `cond` every 10 ms until true (fails after `ms`). */
-async function waitFor(cond: () => boolean, what: string, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const NODE_CLIENT = { sanitizeResources: false, sanitizeOps: false };
 
 Deno.test({
@@ -724,14 +716,14 @@ Deno.test({
         ]),
       (err) => (doneWith = err),
     );
-    await waitFor(() => kube.openWatches === 1, "the watch to open");
+    await waitFor("the watch to open", () => kube.openWatches === 1);
     kube.addSnapshot({ namespace: "ns1", name: "a" });
     kube.addSnapshot({ namespace: "ns2", name: "elsewhere" });
     const a = kube.get(SNAPSHOT_API, "VolumeSnapshot", "a", "ns1")!;
     kube.put({ ...a, status: { ...a.status, readyToUse: false } });
     kube.delete(SNAPSHOT_API, "VolumeSnapshot", "a", "ns1");
     kube.sendBookmarks();
-    await waitFor(() => events.length === 4, "4 events");
+    await waitFor("4 events", () => events.length === 4);
     assertEquals(events, [
       ["ADDED", "a"],
       ["MODIFIED", "a"],
@@ -739,7 +731,7 @@ Deno.test({
       ["BOOKMARK", `rv ${kube.store.resourceVersion}`],
     ]);
     kube.closeWatches();
-    await waitFor(() => doneWith !== "not yet", "done to be called");
+    await waitFor("done to be called", () => doneWith !== "not yet");
     equal(doneWith, null);
     controller.abort();
   },
@@ -775,7 +767,7 @@ Deno.test({
     informer.on("delete", (o) => seen.push(`delete ${name(o)}`));
     informer.on("error", (e) => errors.push(e));
     await informer.start();
-    await waitFor(() => kube.openWatches === 1, "the informer's watch");
+    await waitFor("the informer's watch", () => kube.openWatches === 1);
     equal(
       kube.requestsFor({ resource: "volumesnapshots", verb: "list" }).length,
       1,
@@ -787,17 +779,17 @@ Deno.test({
       spec: { source: { persistentVolumeClaimName: "other" } },
     });
     kube.delete(SNAPSHOT_API, "VolumeSnapshot", "before", "ns1");
-    await waitFor(() => seen.length === 4, "4 informer events");
+    await waitFor("4 informer events", () => seen.length === 4);
     assertEquals(seen, ["add before", "add x", "update x", "delete before"]);
 
     // The server ends the watch: the informer watches again from its last event, without a list.
     const lastEventRv = String(kube.store.resourceVersion);
     kube.closeWatches();
     await waitFor(
+      "the informer to re-watch",
       () =>
         kube.requestsFor({ resource: "volumesnapshots", verb: "watch" })
             .length === 2 && kube.openWatches === 1,
-      "the informer to re-watch",
     );
     const rewatch =
       kube.requestsFor({ resource: "volumesnapshots", verb: "watch" })[1];
@@ -807,19 +799,19 @@ Deno.test({
       1,
     );
     kube.addSnapshot({ namespace: "ns1", name: "y" });
-    await waitFor(() => seen.includes("add y"), "add y after the reconnect");
+    await waitFor("add y after the reconnect", () => seen.includes("add y"));
 
     // After compaction its resourceVersion is too old: ERROR 410, then a fresh list and watch.
     kube.compact();
     kube.closeWatches();
     await waitFor(
+      "the informer to relist",
       () =>
         kube.requestsFor({ resource: "volumesnapshots", verb: "list" })
             .length === 2 && kube.openWatches === 1,
-      "the informer to relist",
     );
     kube.delete(SNAPSHOT_API, "VolumeSnapshot", "y", "ns1");
-    await waitFor(() => seen.includes("delete y"), "delete y after the relist");
+    await waitFor("delete y after the relist", () => seen.includes("delete y"));
     assertEquals(informer.list("ns1").map(name).sort(), ["x"]);
     assertEquals(errors, []);
     await informer.stop();
@@ -1116,7 +1108,7 @@ Deno.test("label and field selectors for list and watch, sendInitialEvents", asy
   ], ["DELETED", "a"]]);
   await cancel();
   client.close();
-  await waitFor(() => kube.openWatches === 0, "the watch to close");
+  await waitFor("the watch to close", () => kube.openWatches === 0);
 });
 
 Deno.test({

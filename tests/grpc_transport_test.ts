@@ -56,6 +56,8 @@ import { mutate, randomImage, Rng } from "./support/images.ts";
 import { makeCertificateAuthority } from "./support/certs.ts";
 import { type TestGateway, writeImage } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
+import { waitFor } from "./support/wait.ts";
+import { drain } from "./support/collect.ts";
 
 const NS = "p";
 const SIZE = 3 * 1024 * 1024 + 1000;
@@ -94,7 +96,7 @@ async function setUp(): Promise<Fixture> {
 type Response = GetMetadataAllocatedResponse | GetMetadataDeltaResponse;
 
 /** All tuples of a stream, checking every message on the way. */
-async function collect(
+async function checkedTuples(
   stream: AsyncIterable<Response>,
   capacity: number,
   maxResults: number,
@@ -136,7 +138,7 @@ function streamCases(f: Fixture, baseId: string): StreamCase[] {
         name: `allocated max=${maxResults} from=${startingOffset}`,
         expected: expectedTuples(allocated, "FIXED", capacity, startingOffset),
         run: (t) =>
-          collect(
+          checkedTuples(
             createClient(SnapshotMetadata, t).getMetadataAllocated({
               namespace: NS,
               snapshotName: "target",
@@ -152,7 +154,7 @@ function streamCases(f: Fixture, baseId: string): StreamCase[] {
       name: `delta max=${maxResults}`,
       expected: expectedTuples(changed, "FIXED", capacity, 0),
       run: (t) =>
-        collect(
+        checkedTuples(
           createClient(SnapshotMetadata, t).getMetadataDelta({
             namespace: NS,
             baseSnapshotId: baseId,
@@ -193,23 +195,6 @@ async function expectError(
     `message ${JSON.stringify(caught.rawMessage)} !~ ${message}`,
   );
   return caught;
-}
-
-async function drain(stream: AsyncIterable<unknown>): Promise<void> {
-  for await (const _ of stream) { /* only the outcome matters */ }
-}
-
-/** Polls (no fixed sleep) until `condition` holds, or fails after `ms`. */
-async function waitFor(
-  what: string,
-  condition: () => boolean,
-  ms = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 Deno.test("upstream gRPC transport against the gateway's gRPC port", async (t) => {

@@ -26,6 +26,8 @@ import type {
   EncodedMessageStream,
 } from "../src/upstream/backend.ts";
 import { DEMO_BLOCKS, parseNdjson, tuplesOf } from "./support/json-records.ts";
+import { waitFor } from "./support/wait.ts";
+import { drain } from "./support/collect.ts";
 
 const TOKEN = "s3cret-token-must-not-be-logged";
 const RPCS = [
@@ -108,10 +110,6 @@ async function expectCode(p: Promise<unknown>, code: Code): Promise<void> {
     return;
   }
   throw new Error(`expected ${Code[code]}`);
-}
-
-async function drain(stream: AsyncIterable<unknown>): Promise<void> {
-  for await (const _ of stream) { /* read it all */ }
 }
 
 /** Reads one message, then cancels the call the way a client gives up. */
@@ -369,13 +367,10 @@ Deno.test("metrics and access log count every call, however it ends", async () =
 
     // The server learns of each early stop on its own time: poll.
     let s2 = await scrape();
-    for (
-      const deadline = Date.now() + 10_000;
-      sum(s2, "cbt_gateway_calls_total") < 10 && Date.now() < deadline;
-    ) {
-      await new Promise((r) => setTimeout(r, 20));
+    await waitFor("every call to be counted", async () => {
       s2 = await scrape();
-    }
+      return sum(s2, "cbt_gateway_calls_total") >= 10;
+    }, { intervalMs: 20 });
     equal(sum(s2, "cbt_gateway_calls_total"), 10);
     for (const rpc of RPCS) {
       equal(

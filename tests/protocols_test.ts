@@ -31,6 +31,7 @@ import { type TestGateway, writeImage } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT, run } from "./support/run.ts";
+import { collectTuples } from "./support/collect.ts";
 
 const NS = "proto";
 const SIZE = 3 * 1024 * 1024 + 1000; // not a multiple of 4 KiB on purpose
@@ -568,20 +569,12 @@ Deno.test("GatewayService: delta by base name and snapshot listing", async () =>
       GatewayService,
       createConnectTransport({ baseUrl: f.fixed.httpUrl }),
     );
-    const tuples: Tuple[] = [];
-    for await (
-      const m of client.getMetadataDeltaByName({
+    deepStrictEqual(
+      await collectTuples(client.getMetadataDeltaByName({
         namespace: NS,
         baseSnapshotName: "base",
         targetSnapshotName: "target",
-      })
-    ) {
-      for (const b of m.blockMetadata) {
-        tuples.push([Number(b.byteOffset), Number(b.sizeBytes)]);
-      }
-    }
-    deepStrictEqual(
-      tuples,
+      })),
       expectedTuples(
         changedBlocks(f.base, f.target),
         "FIXED",

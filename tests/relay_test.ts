@@ -20,6 +20,7 @@ import { collectTuples } from "./support/collect.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
 import { writeImage } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
+import { waitFor } from "./support/wait.ts";
 
 const NS = "relay";
 const SIZE = 2 * 1024 * 1024 + 512;
@@ -158,11 +159,10 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
         break;
       }
       // The upstream store holds the image open while its stream runs.
-      const deadline = Date.now() + 5000;
-      while (upstream.store.openFiles > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      equal(upstream.store.openFiles, 0);
+      await waitFor(
+        "the upstream to close the image",
+        () => upstream.store.openFiles === 0,
+      );
     });
   } finally {
     await relay.close();

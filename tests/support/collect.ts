@@ -1,9 +1,10 @@
 /**
  * Reading a response stream to its end, in the shapes tests compare:
  * every item, the [offset, size] tuples of SnapshotMetadata responses, or
- * the tuples together with the error that ended the stream. Web APIs only:
- * the browser test bundles this file into its page too.
+ * the tuples together with the error that ended the stream. Nothing
+ * runtime-specific: the browser test bundles this file into its page too.
  */
+import { ConnectError } from "@connectrpc/connect";
 import type { Tuple } from "./ground-truth.ts";
 
 /** A SnapshotMetadata response as every client decodes it. */
@@ -36,10 +37,14 @@ export async function collectTuples(
 export interface StreamOutcome {
   tuples: Tuple[];
   messages: number;
-  error?: unknown;
+  error?: ConnectError;
 }
 
-/** Like `collectTuples`, but a failing stream resolves with what came before the failure. */
+/**
+ * Like `collectTuples`, but a stream that fails with a ConnectError (all a
+ * connect-es client throws) resolves with what came before the failure.
+ * Any other error is a bug in the test and is thrown.
+ */
 export async function collectOutcome(
   stream: AsyncIterable<BlockMessage>,
 ): Promise<StreamOutcome> {
@@ -51,6 +56,7 @@ export async function collectOutcome(
       pushTuples(tuples, m);
     }
   } catch (error) {
+    if (!(error instanceof ConnectError)) throw error;
     return { tuples, messages, error };
   }
   return { tuples, messages };

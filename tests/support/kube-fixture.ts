@@ -1,10 +1,17 @@
 /**
- * A whole Kubernetes-mode deployment on one machine: the fake API server
+ * Kubernetes mode on one machine, whole or in part.
+ *
+ * `withGatewayKubeApi`: the fake API server with deploy/rbac.yaml's policy
+ * and the gateway's ServiceAccount, and a KubeApi holding that account's
+ * token, for the pieces that talk to the API server on their own.
+ *
+ * `startKubeFixture`: a whole deployment: the fake API server
  * (its policy taken from deploy/rbac.yaml, so the manifests are what gets
  * tested), sidecar stand-ins for two CSI drivers, volume images and their
  * VolumeSnapshots, and a gateway started with `--backend kubernetes`.
  */
-import { loadAllYaml } from "@kubernetes/client-node";
+import { KubeConfig, loadAllYaml } from "@kubernetes/client-node";
+import { KubeApi } from "../../src/kube/kube-api.ts";
 import { type RunningGateway, startGateway } from "../../src/server/start.ts";
 import {
   createKubernetesParts,
@@ -201,4 +208,30 @@ export async function addSnapshot(
     readyToUse: o.readyToUse,
     restoreSize: o.image.length,
   });
+}
+
+/**
+ * Runs `fn` against a fresh fake API server (policy from deploy/, bookmarks
+ * every 100 ms) with a KubeApi that is the gateway's ServiceAccount; closes
+ * the server afterwards.
+ */
+export async function withGatewayKubeApi(
+  fn: (kube: FakeKube, api: KubeApi) => Promise<void>,
+): Promise<void> {
+  const kube = await startFakeKube({
+    policy: policyFromRbac(await loadManifests()),
+    serviceAccounts: [GATEWAY_SA],
+    bookmarkIntervalMs: 100,
+  });
+  try {
+    const config = new KubeConfig();
+    config.loadFromString(
+      kube.kubeconfig(
+        kube.serviceAccountToken(GATEWAY_SA.namespace, GATEWAY_SA.name),
+      ),
+    );
+    await fn(kube, new KubeApi(config));
+  } finally {
+    await kube.close();
+  }
 }
