@@ -19,7 +19,7 @@ import {
 Deno.test({
   name:
     "embedded store with --auth kubernetes: unauthenticated, denied and allowed callers",
-  // client-node's keep-alive agent outlives the test (see fake_kube_test.ts).
+  // client-node's keep-alive agent outlives the test (see fake_kube_client_node_test.ts).
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
