@@ -9,7 +9,6 @@ import {
   equal,
   match,
 } from "node:assert/strict";
-import * as k8s from "@kubernetes/client-node";
 import {
   encodeK8sProtobuf,
   PROTOBUF_CONTENT_TYPE,

@@ -12,7 +12,6 @@ import {
   match,
   ok as assert,
 } from "node:assert/strict";
-import * as k8s from "@kubernetes/client-node";
 import { PROTOBUF_CONTENT_TYPE } from "./support/k8s-protobuf.ts";
 import {
   serviceAccountUser,
