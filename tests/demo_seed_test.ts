@@ -5,7 +5,7 @@
  */
 import { FileSnapshotStore } from "../src/store/file-store.ts";
 import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
-import type { EncodedMessageStream } from "../src/upstream/backend.ts";
+import type { EncodedMessageStream } from "../src/backend/backend.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
   allocatedBlocks,

@@ -25,7 +25,7 @@ import {
   type Envelope,
   EnvelopeSplitter,
   rawGrpcCall,
-} from "../src/upstream/grpc-relay-call.ts";
+} from "../src/adapter/node-http2/grpc-call.ts";
 import { memory } from "../bench/processes.ts";
 import { startGatewayProcess } from "./support/gateway-process.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";

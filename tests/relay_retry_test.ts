@@ -11,7 +11,7 @@ import {
   rawGrpcRuns,
   retryIfRefused,
   wasRefused,
-} from "../src/upstream/grpc-relay-call.ts";
+} from "../src/adapter/node-http2/grpc-call.ts";
 import { collect } from "./support/collect.ts";
 
 /** A call that fails before its first message. */

@@ -1,11 +1,11 @@
 /**
- * TokenMinter (src/upstream/token-minter.ts) against the fake API server:
+ * TokenMinter (src/kubernetes/token-minter.ts) against the fake API server:
  * audience-scoped ServiceAccount tokens, cached and renewed, and a clear
  * Unavailable where RBAC forbids minting.
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { TokenMinter } from "../src/upstream/token-minter.ts";
+import { TokenMinter } from "../src/kubernetes/token-minter.ts";
 import { withGatewayKubeApi } from "./support/kube-fixture.ts";
 
 Deno.test("TokenMinter: audience-scoped, cached per audience, renewed at 80% of its life", async () => {

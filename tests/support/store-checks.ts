@@ -5,7 +5,7 @@
  * message, VARIABLE_LENGTH extents merged).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { CallOptions } from "../../src/upstream/backend.ts";
+import type { CallOptions } from "../../src/backend/backend.ts";
 import {
   decodeMetadataMessage,
   FIXED_LENGTH,

@@ -24,9 +24,12 @@ import type {
   DeltaQuery,
   EncodedMessageStream,
   SnapshotInfo,
-} from "./backend.ts";
-import { rawGrpcRuns, retryIfRefused } from "./grpc-relay-call.ts";
-import { connectShielded } from "../http2/goaway-shield.ts";
+} from "../backend/backend.ts";
+import {
+  rawGrpcRuns,
+  retryIfRefused,
+} from "../adapter/node-http2/grpc-call.ts";
+import { connectShielded } from "../adapter/node-http2/goaway-shield.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 
 export interface GrpcRelayOptions {
