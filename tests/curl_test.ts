@@ -7,11 +7,7 @@
 import assert from "node:assert/strict";
 import { NoAuth } from "../src/auth/authenticator.ts";
 import type { Authenticator } from "../src/auth/authenticator.ts";
-import {
-  createHttpJsonRoutes,
-  type HttpJsonOptions,
-} from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import { FileSnapshotStore } from "../src/store/file-store.ts";
 import type { Backend } from "../src/backend/backend.ts";
@@ -33,20 +29,13 @@ import { demoBackend, type MemoryBackend } from "./support/memory-backend.ts";
 import { run } from "./support/run.ts";
 import { demoAuth } from "./support/token-auth.ts";
 import { waitFor } from "./support/wait.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 async function serve(
   backend: Backend,
   auth: Authenticator = new NoAuth(),
-  options: HttpJsonOptions = {},
 ): Promise<RunningGateway> {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend,
-      auth,
-      routes: (gateway) => [createHttpJsonRoutes(gateway, options)],
-    },
-  );
+  return await startLoopbackGateway({ backend, auth });
 }
 
 /** A seeded demo data dir, its store, and ground truth read from its image files. */

@@ -30,12 +30,12 @@ import {
   type Envelope,
   EnvelopeSplitter,
 } from "../src/adapter/node-http2/grpc-call.ts";
-import { startGateway } from "../src/server/start.ts";
 import {
   ALLOCATED_PATH,
   allocatedRequest,
   requestFrame,
 } from "./support/grpc-request.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const BLOCK = 4096;
@@ -234,10 +234,7 @@ Deno.test("a slow consumer on the gRPC port: server stream listeners stay bounde
   const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
   process.on("warning", onWarning);
   const watch = watchServerWrites();
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new CountingBackend() },
-  );
+  const gw = await startLoopbackGateway({ backend: new CountingBackend() });
   const session = http2.connect(gw.grpcUrl);
   session.on("error", () => {});
   try {
@@ -372,10 +369,7 @@ async function shutdownRound(round: number): Promise<void> {
     console.log("HANG");
     Deno.exit(3);
   }, 20_000);
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new CountingBackend() },
-  );
+  const gw = await startLoopbackGateway({ backend: new CountingBackend() });
   const protocols: Protocol[] = ["grpc", "connect", "grpc-web"];
   const open = new Set<http2.ClientHttp2Stream>();
   const outcomes: Outcome[] = [];

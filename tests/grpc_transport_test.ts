@@ -35,7 +35,6 @@ import {
   createUpstreamGrpcTransport,
   type UpstreamGrpcTransport,
 } from "./support/grpc-transport.ts";
-import { startGateway } from "../src/server/start.ts";
 import type {
   AllocatedQuery,
   Backend,
@@ -54,7 +53,11 @@ import {
 } from "./support/ground-truth.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
 import { makeCertificateAuthority } from "./support/certs.ts";
-import { type TestGateway, writeImage } from "./support/gateway.ts";
+import {
+  startLoopbackGateway,
+  type TestGateway,
+  writeImage,
+} from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { waitFor } from "./support/wait.ts";
 import { drain } from "./support/collect.ts";
@@ -721,12 +724,7 @@ class SyntheticBackend implements Backend {
 
 async function startSynthetic(messages: number, perMessage: number) {
   const backend = new SyntheticBackend(messages, perMessage);
-  const gw = await startGateway({
-    host: "127.0.0.1",
-    port: 0,
-    grpcPort: 0,
-    corsOrigins: [],
-  }, { backend });
+  const gw = await startLoopbackGateway({ backend });
   return { backend, gw };
 }
 

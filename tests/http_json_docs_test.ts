@@ -6,12 +6,12 @@
 import assert from "node:assert/strict";
 import { NoAuth } from "../src/auth/authenticator.ts";
 import { errorRecord } from "../src/front/http-json/block-records.ts";
-import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import { FileSnapshotStore } from "../src/store/file-store.ts";
 import { parseNdjson, type Rec } from "./support/json-records.ts";
 import { ROOT, run } from "./support/run.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 const DOC = Deno.readTextFileSync(`${ROOT}/docs/http-json.md`);
 const README = Deno.readTextFileSync(`${ROOT}/README.md`);
@@ -32,14 +32,10 @@ async function withDemoGateway(
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-docs-" });
   await seedDemoIfEmpty(dataDir);
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend: new FileSnapshotStore({ dataDir }),
-      auth: new NoAuth(),
-      routes: (gateway) => [createHttpJsonRoutes(gateway)],
-    },
-  );
+  const gw = await startLoopbackGateway({
+    backend: new FileSnapshotStore({ dataDir }),
+    auth: new NoAuth(),
+  });
   try {
     await fn(gw);
   } finally {

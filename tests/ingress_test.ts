@@ -25,8 +25,7 @@ import {
   GetMetadataAllocatedRequestSchema,
   SnapshotMetadata,
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import type {
   AllocatedQuery,
@@ -37,7 +36,7 @@ import {
   encodeMetadataMessage,
   FIXED_LENGTH,
 } from "../src/wire/metadata-message.ts";
-import { startTestGateway } from "./support/gateway.ts";
+import { startLoopbackGateway, startTestGateway } from "./support/gateway.ts";
 import {
   allocatedBlocks,
   changedBlocks,
@@ -131,13 +130,10 @@ async function memoryGateway(
   backend: Backend,
   heartbeatMs = HEARTBEAT_MS,
 ): Promise<RunningGateway> {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend,
-      routes: (gateway) => [createHttpJsonRoutes(gateway, { heartbeatMs })],
-    },
-  );
+  return await startLoopbackGateway({
+    backend,
+    httpJson: { heartbeatMs },
+  });
 }
 
 /** The seeded demo on the embedded store, and ground truth from its image files. */

@@ -10,7 +10,6 @@ import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import { createUpstreamGrpcTransport } from "./support/grpc-transport.ts";
 import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
-import { startGateway } from "../src/server/start.ts";
 import { FileSnapshotStore } from "../src/store/file-store.ts";
 import {
   encodeMetadataMessage,
@@ -28,6 +27,7 @@ import type {
 import { DEMO_BLOCKS, parseNdjson, tuplesOf } from "./support/json-records.ts";
 import { waitFor } from "./support/wait.ts";
 import { drain } from "./support/collect.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 const TOKEN = "s3cret-token-must-not-be-logged";
 const RPCS = [
@@ -190,12 +190,10 @@ Deno.test("metrics and access log count every call, however it ends", async () =
     dataDir,
     blockMetadataType: FIXED_LENGTH,
   });
-  const gw = await startGateway({
-    host: "127.0.0.1",
-    port: 0,
-    grpcPort: 0,
-    corsOrigins: [],
-  }, { backend: new StallingOnSnap3(store), log: (l) => lines.push(l) });
+  const gw = await startLoopbackGateway({
+    backend: new StallingOnSnap3(store),
+    log: (l) => lines.push(l),
+  });
   const grpc = createUpstreamGrpcTransport({ baseUrl: gw.grpcUrl });
   try {
     const scrape = async () => {

@@ -22,13 +22,13 @@ import {
   rawGrpcCall,
 } from "../src/adapter/node-http2/grpc-call.ts";
 import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
-import { startGateway } from "../src/server/start.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 import {
   ALLOCATED_PATH,
   allocatedRequest,
   requestFrame,
 } from "./support/grpc-request.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 /** The request every call here makes: namespace "ns", a snapshot, a page size. */
 function request(snapshot: string, maxResults: number): Uint8Array {
@@ -141,10 +141,9 @@ async function overGrpc(
 
 Deno.test("pass-through relays bytes, errors and cancellation on every binary protocol", async (t) => {
   const upstream = await startSyntheticUpstream();
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new GrpcRelayBackend({ url: upstream.url }) },
-  );
+  const gw = await startLoopbackGateway({
+    backend: new GrpcRelayBackend({ url: upstream.url }),
+  });
   const session = http2.connect(gw.grpcUrl);
   const direct = http2.connect(upstream.url);
   try {

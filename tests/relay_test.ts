@@ -10,7 +10,6 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
-import { startGateway } from "../src/server/start.ts";
 import {
   allocatedBlocks,
   changedBlocks,
@@ -18,7 +17,7 @@ import {
 } from "./support/ground-truth.ts";
 import { collectTuples } from "./support/collect.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
-import { writeImage } from "./support/gateway.ts";
+import { startLoopbackGateway, writeImage } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -26,10 +25,9 @@ const NS = "relay";
 const SIZE = 2 * 1024 * 1024 + 512;
 
 async function relayTo(url: string, caPem?: string) {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new GrpcRelayBackend({ url, caPem }) },
-  );
+  return await startLoopbackGateway({
+    backend: new GrpcRelayBackend({ url, caPem }),
+  });
 }
 
 Deno.test("grpc relay: streams, errors and cancellation match the upstream", async (t) => {

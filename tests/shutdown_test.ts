@@ -5,7 +5,6 @@
  * and gRPC-Web trailers saying `unavailable`.
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import { startGateway } from "../src/server/start.ts";
 import { demoBackend } from "./support/memory-backend.ts";
 import { parseNdjson } from "./support/json-records.ts";
 import {
@@ -13,6 +12,7 @@ import {
   allocatedRequest,
   requestFrame,
 } from "./support/grpc-request.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 /** GetMetadataAllocatedRequest{namespace "demo", snapshot_name "snap-2", max_results 5}, enveloped. */
 const REQUEST = requestFrame(
@@ -59,10 +59,7 @@ function frames(bytes: Uint8Array): [number, Uint8Array][] {
 Deno.test("closing the gateway ends stalled streams with an explicit unavailable", async () => {
   const backend = demoBackend();
   backend.armPause(1); // every stream sends one message, then stalls
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend },
-  );
+  const gw = await startLoopbackGateway({ backend });
   let closing: Promise<void> | undefined;
   try {
     const started: Promise<void>[] = [];

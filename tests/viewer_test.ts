@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { UI_CONTENT_SECURITY_POLICY } from "../src/ui/ui-route.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import {
   collectPageErrors,
@@ -17,7 +17,7 @@ import {
   launchBrowser,
   WAIT,
 } from "./support/browser.ts";
-import { startTestGateway } from "./support/gateway.ts";
+import { startLoopbackGateway, startTestGateway } from "./support/gateway.ts";
 import {
   allocatedBlocks,
   BLOCK,
@@ -118,10 +118,7 @@ function blocksOf(backend: MemoryBackend, snapshot: string): number[] {
 }
 
 async function serveMemory(backend: MemoryBackend): Promise<RunningGateway> {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend },
-  );
+  return await startLoopbackGateway({ backend });
 }
 
 Deno.test("viewer: /ui/ routes, headers and methods (no browser)", async () => {

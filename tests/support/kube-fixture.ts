@@ -12,7 +12,7 @@
  */
 import { KubeConfig, loadAllYaml } from "@kubernetes/client-node";
 import { KubeApi } from "../../src/kube/kube-api.ts";
-import { type RunningGateway, startGateway } from "../../src/server/start.ts";
+import type { RunningGateway } from "../../src/server/start.ts";
 import {
   createKubernetesParts,
   type KubernetesParts,
@@ -23,7 +23,7 @@ import {
   type PolicyRule,
   startFakeKube,
 } from "./fake-kube/server.ts";
-import { writeImage } from "./gateway.ts";
+import { startLoopbackGateway, writeImage } from "./gateway.ts";
 import { startTestUpstream, type TestUpstream } from "./test-upstream.ts";
 
 export const GATEWAY_SA = { namespace: "cbt-gateway", name: "cbt-gateway" };
@@ -152,12 +152,10 @@ export async function startKubeFixture(
     }, { discovery: { informer: { retryMs: 50, maxRetryMs: 500 } } });
     let gateway: RunningGateway;
     try {
-      gateway = await startGateway({
-        host: "127.0.0.1",
-        port: 0,
-        grpcPort: 0,
-        corsOrigins: [],
-      }, { backend: parts.backend, auth: parts.auth });
+      gateway = await startLoopbackGateway({
+        backend: parts.backend,
+        auth: parts.auth,
+      });
     } catch (e) {
       await parts.backend.close();
       throw e;
