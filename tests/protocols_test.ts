@@ -32,6 +32,7 @@ import { startTlsGateways } from "./support/tls-gateways.ts";
 import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT, run } from "./support/run.ts";
 import { collectTuples } from "./support/collect.ts";
+import { requestFrame } from "./support/grpc-request.ts";
 
 const NS = "proto";
 const SIZE = 3 * 1024 * 1024 + 1000; // not a multiple of 4 KiB on purpose
@@ -612,11 +613,13 @@ Deno.test("gzip is negotiated on Connect streams", async () => {
           "connect-protocol-version": "1",
           "connect-accept-encoding": "gzip",
         },
-        body: envelopeJson({
-          namespace: NS,
-          snapshotName: "target",
-          maxResults: 200,
-        }),
+        body: requestFrame(
+          new TextEncoder().encode(JSON.stringify({
+            namespace: NS,
+            snapshotName: "target",
+            maxResults: 200,
+          })),
+        ),
       },
     );
     equal(res.status, 200);
@@ -645,11 +648,3 @@ Deno.test("gzip is negotiated on Connect streams", async () => {
     await f.close();
   }
 });
-
-function envelopeJson(value: unknown): Uint8Array<ArrayBuffer> {
-  const json = new TextEncoder().encode(JSON.stringify(value));
-  const out = new Uint8Array(5 + json.length);
-  new DataView(out.buffer).setUint32(1, json.length);
-  out.set(json, 5);
-  return out;
-}
