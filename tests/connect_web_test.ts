@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import {
   collectPageErrors,
   HAS_CHROMIUM,
@@ -15,6 +15,7 @@ import {
   WAIT,
 } from "./support/browser.ts";
 import { startTestGateway } from "./support/gateway.ts";
+import { demoImage } from "./support/images.ts";
 import {
   allocatedBlocks,
   BLOCK,
@@ -23,12 +24,6 @@ import {
   type Tuple,
 } from "./support/ground-truth.ts";
 import { ROOT } from "./support/run.ts";
-
-async function readDemoImage(dataDir: string, snapshot: string) {
-  return await Deno.readFile(
-    `${dataDir}/${DEMO.namespace}/${DEMO.volume}/${snapshot}.img`,
-  );
-}
 
 /** The browser client: connect-web + the generated service, exposed as `window.cbt`. */
 const CLIENT_ENTRY = `
@@ -132,8 +127,8 @@ Deno.test({
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-web-" });
     const buildDir = await Deno.makeTempDir({ prefix: "cbt-web-bundle-" });
     await seedDemoIfEmpty(dataDir);
-    const snap1 = await readDemoImage(dataDir, "snap-1");
-    const snap2 = await readDemoImage(dataDir, "snap-2");
+    const snap1 = demoImage(dataDir, "snap-1");
+    const snap2 = demoImage(dataDir, "snap-2");
     const capacity = snap2.length;
     const clientJs = await bundleClient(buildDir);
     const allowed = servePage(clientJs);

@@ -30,6 +30,7 @@ import { run } from "./support/run.ts";
 import { demoAuth } from "./support/token-auth.ts";
 import { waitFor } from "./support/wait.ts";
 import { startLoopbackGateway } from "./support/gateway.ts";
+import { demoImage } from "./support/images.ts";
 
 async function serve(
   backend: Backend,
@@ -42,8 +43,7 @@ async function serve(
 async function demoStore(type: "FIXED" | "VARIABLE" = "FIXED") {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-" });
   await seedDemoIfEmpty(dataDir);
-  const image = (snap: string) =>
-    Deno.readFileSync(`${dataDir}/demo/vol-1/${snap}.img`);
+  const image = (snap: string) => demoImage(dataDir, snap);
   const store = new FileSnapshotStore({
     dataDir,
     blockMetadataType: type === "VARIABLE" ? VARIABLE_LENGTH : undefined,

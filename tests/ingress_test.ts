@@ -66,6 +66,7 @@ import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT } from "./support/run.ts";
 import { waitFor } from "./support/wait.ts";
 import { collectOutcome } from "./support/collect.ts";
+import { demoImage } from "./support/images.ts";
 
 /** nginx's proxy_read_timeout / grpc_read_timeout in these tests. */
 const READ_TIMEOUT_S = 2;
@@ -143,8 +144,7 @@ async function withDemo(
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-ingress-" });
   try {
     await seedDemoIfEmpty(dataDir);
-    const image = (snap: string) =>
-      Deno.readFileSync(`${dataDir}/demo/vol-1/${snap}.img`);
+    const image = (snap: string) => demoImage(dataDir, snap);
     const truth: DemoTruth = {
       allocated: (snap, start = 0) => {
         const img = image(snap);

@@ -25,12 +25,7 @@ import {
 } from "./support/ground-truth.ts";
 import { demoBackend, MemoryBackend } from "./support/memory-backend.ts";
 import { waitFor } from "./support/wait.ts";
-
-async function readDemoImage(dataDir: string, snapshot: string) {
-  return await Deno.readFile(
-    `${dataDir}/${DEMO.namespace}/${DEMO.volume}/${snapshot}.img`,
-  );
-}
+import { demoImage } from "./support/images.ts";
 
 async function openViewer(page: Page, gatewayUrl: string) {
   const response = await page.goto(gatewayUrl + "/ui/");
@@ -170,8 +165,8 @@ Deno.test({
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-ui-" });
     const shotDir = await Deno.makeTempDir({ prefix: "cbt-ui-shot-" });
     await seedDemoIfEmpty(dataDir);
-    const snap1 = await readDemoImage(dataDir, "snap-1");
-    const snap2 = await readDemoImage(dataDir, "snap-2");
+    const snap1 = demoImage(dataDir, "snap-1");
+    const snap2 = demoImage(dataDir, "snap-2");
     const allocated = allocatedBlocks(snap2);
     const changed = changedBlocks(snap1, snap2);
     // the ground truth is not trivially empty or full

@@ -2,9 +2,10 @@
  * Test images: a temporary data dir in the store's layout, and seeded random
  * volume images with the shapes that matter (zero blocks, full blocks, a
  * single non-zero byte at either end of a block, unchanged/changed/trimmed
- * blocks relative to a base).
+ * blocks relative to a base); and the seeded demo's images read back.
  */
 import { join } from "node:path";
+import { DEMO } from "../../src/store/demo-seed.ts";
 
 export const BLOCK = 4096;
 
@@ -97,4 +98,11 @@ export class TempDataDir {
   async dispose(): Promise<void> {
     await Deno.remove(this.dir, { recursive: true });
   }
+}
+
+/** The bytes of a demo snapshot in a data dir the demo was seeded into. */
+export function demoImage(dataDir: string, snapshot: string): Uint8Array {
+  return Deno.readFileSync(
+    join(dataDir, DEMO.namespace, DEMO.volume, `${snapshot}.img`),
+  );
 }
