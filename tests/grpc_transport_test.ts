@@ -32,9 +32,9 @@ import {
   expectedTuples,
   type Tuple,
 } from "./support/ground-truth.ts";
-import { mutate, randomImage, Rng } from "./support/images.ts";
+import { mutate, randomImage, Rng, writeImage } from "./support/images.ts";
 import { makeCertificateAuthority } from "./support/certs.ts";
-import { type TestGateway, writeImage } from "./support/gateway.ts";
+import { type TestGateway } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { drain } from "./support/collect.ts";
 import { expectConnectError as expectError } from "./support/expect-connect-error.ts";

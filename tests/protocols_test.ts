@@ -26,8 +26,8 @@ import {
   expectedTuples,
   type Tuple,
 } from "./support/ground-truth.ts";
-import { mutate, randomImage, Rng } from "./support/images.ts";
-import { type TestGateway, writeImage } from "./support/gateway.ts";
+import { mutate, randomImage, Rng, writeImage } from "./support/images.ts";
+import { type TestGateway } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT, run } from "./support/run.ts";

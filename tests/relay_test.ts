@@ -16,8 +16,8 @@ import {
   expectedTuples,
 } from "./support/ground-truth.ts";
 import { collectTuples } from "./support/collect.ts";
-import { mutate, randomImage, Rng } from "./support/images.ts";
-import { startLoopbackGateway, writeImage } from "./support/gateway.ts";
+import { mutate, randomImage, Rng, writeImage } from "./support/images.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { waitFor } from "./support/wait.ts";
 

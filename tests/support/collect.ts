@@ -2,7 +2,7 @@
  * Reading a response stream to its end, in the shapes tests compare:
  * every item, the [offset, size] tuples of SnapshotMetadata responses, or
  * the tuples together with the error that ended the stream. Nothing
- * runtime-specific: the browser test bundles this file into its page too.
+ * runtime-specific: connect_web_test.ts bundles this file into its page.
  */
 import { ConnectError } from "@connectrpc/connect";
 import type { Tuple } from "./ground-truth.ts";

@@ -65,16 +65,3 @@ export async function startTestGateway(
   }, options);
   return { ...running, store };
 }
-
-/** Writes `<dataDir>/<namespace>/<volume>/<snapshot>.img`. */
-export async function writeImage(
-  dataDir: string,
-  namespace: string,
-  volume: string,
-  snapshot: string,
-  bytes: Uint8Array,
-): Promise<void> {
-  const dir = `${dataDir}/${namespace}/${volume}`;
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeFile(`${dir}/${snapshot}.img`, bytes);
-}

@@ -1,5 +1,6 @@
 /**
- * Test images: a temporary data dir in the store's layout, and seeded random
+ * Test images: written in the store's layout (into a temporary data dir or
+ * any other), seeded random
  * volume images with the shapes that matter (zero blocks, full blocks, a
  * single non-zero byte at either end of a block, unchanged/changed/trimmed
  * blocks relative to a base); and the seeded demo's images read back.
@@ -67,6 +68,21 @@ export function mutate(rng: Rng, base: Uint8Array, size: number): Uint8Array {
   return img;
 }
 
+/** Writes `<dataDir>/<namespace>/<volume>/<snapshot>.img`; returns its path. */
+export async function writeImage(
+  dataDir: string,
+  namespace: string,
+  volume: string,
+  snapshot: string,
+  bytes: Uint8Array,
+): Promise<string> {
+  const dir = join(dataDir, namespace, volume);
+  await Deno.mkdir(dir, { recursive: true });
+  const path = join(dir, `${snapshot}.img`);
+  await Deno.writeFile(path, bytes);
+  return path;
+}
+
 /** A temporary data dir; `dispose()` removes it. */
 export class TempDataDir {
   private constructor(readonly dir: string) {}
@@ -77,18 +93,14 @@ export class TempDataDir {
     );
   }
 
-  /** Writes `DATA_DIR/<namespace>/<volume>/<snapshot>.img`. */
-  async writeImage(
+  /** Writes `<dir>/<namespace>/<volume>/<snapshot>.img`; returns its path. */
+  writeImage(
     namespace: string,
     volume: string,
     snapshot: string,
     bytes: Uint8Array,
   ): Promise<string> {
-    const dir = join(this.dir, namespace, volume);
-    await Deno.mkdir(dir, { recursive: true });
-    const path = join(dir, `${snapshot}.img`);
-    await Deno.writeFile(path, bytes);
-    return path;
+    return writeImage(this.dir, namespace, volume, snapshot, bytes);
   }
 
   path(...parts: string[]): string {

@@ -23,8 +23,9 @@ import {
   type PolicyRule,
   startFakeKube,
 } from "./fake-kube/server.ts";
-import { startLoopbackGateway, writeImage } from "./gateway.ts";
+import { startLoopbackGateway } from "./gateway.ts";
 import { startTestUpstream, type TestUpstream } from "./test-upstream.ts";
+import { writeImage } from "./images.ts";
 
 export const GATEWAY_SA = { namespace: "cbt-gateway", name: "cbt-gateway" };
 export const DEPLOY_DIR = new URL("../../deploy/", import.meta.url);

@@ -11,7 +11,7 @@ import {
 import { startTestGateway, type TestGateway } from "./gateway.ts";
 
 export interface TlsGateways {
-  /** The data dir both gateways serve; write images into it with `writeImage`. */
+  /** The data dir both gateways serve; write images into it (images.ts `writeImage`). */
   dataDir: string;
   /** Removed on close; the CA is in `<pkiDir>/ca`, room for more beside it. */
   pkiDir: string;
