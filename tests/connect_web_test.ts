@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import {
   collectPageErrors,
   HAS_CHROMIUM,
@@ -24,6 +23,7 @@ import {
   type Tuple,
 } from "./support/ground-truth.ts";
 import { ROOT } from "./support/run.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 
 /** The browser client: connect-web + the generated service, exposed as `window.cbt`. */
 const CLIENT_ENTRY = `
@@ -126,7 +126,7 @@ Deno.test({
   async fn() {
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-web-" });
     const buildDir = await Deno.makeTempDir({ prefix: "cbt-web-bundle-" });
-    await seedDemoIfEmpty(dataDir);
+    await seedNodeDemoIfEmpty(dataDir);
     const snap1 = demoImage(dataDir, "snap-1");
     const snap2 = demoImage(dataDir, "snap-2");
     const capacity = snap2.length;

@@ -8,8 +8,6 @@ import assert from "node:assert/strict";
 import { NoAuth } from "../src/auth/authenticator.ts";
 import type { Authenticator } from "../src/auth/authenticator.ts";
 import type { RunningGateway } from "../src/server/start.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
@@ -31,6 +29,10 @@ import { demoAuth } from "./support/token-auth.ts";
 import { waitFor } from "./support/wait.ts";
 import { startLoopbackGateway } from "./support/gateway.ts";
 import { demoImage } from "./support/images.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 
 async function serve(
   backend: Backend,
@@ -42,9 +44,9 @@ async function serve(
 /** A seeded demo data dir, its store, and ground truth read from its image files. */
 async function demoStore(type: "FIXED" | "VARIABLE" = "FIXED") {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-" });
-  await seedDemoIfEmpty(dataDir);
+  await seedNodeDemoIfEmpty(dataDir);
   const image = (snap: string) => demoImage(dataDir, snap);
-  const store = new FileSnapshotStore({
+  const store = new NodeFileSnapshotStore({
     dataDir,
     blockMetadataType: type === "VARIABLE" ? VARIABLE_LENGTH : undefined,
   });

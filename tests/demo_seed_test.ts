@@ -3,8 +3,7 @@
  * real sidecar's recordings (tests/fixtures/real-sidecar): the seeded
  * blocks, byte-identical messages, and snap-3's description.
  */
-import { FileSnapshotStore } from "../src/store/file-store.ts";
-import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { DEMO } from "../src/store/demo-seed.ts";
 import type { EncodedMessageStream } from "../src/backend/backend.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
@@ -21,6 +20,10 @@ import {
   checkMessages,
   TYPES,
 } from "./support/store-checks.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 
 const BLOCK = 4096;
 const VECTORS = new URL(
@@ -40,15 +43,15 @@ Deno.test("demo seeding reproduces the recorded real-sidecar blocks", async () =
   const dir = await TempDataDir.create();
   try {
     const data = dir.path("data"); // missing: seeding creates it
-    assertEquals(await seedDemoIfEmpty(data), true, "seeds a missing dir");
+    assertEquals(await seedNodeDemoIfEmpty(data), true, "seeds a missing dir");
     assertEquals(
-      await seedDemoIfEmpty(data),
+      await seedNodeDemoIfEmpty(data),
       false,
       "leaves a non-empty dir alone",
     );
 
     for (const [typeName, type] of TYPES) {
-      const store = new FileSnapshotStore({
+      const store = new NodeFileSnapshotStore({
         dataDir: data,
         blockMetadataType: type,
       });
@@ -116,7 +119,7 @@ Deno.test("demo seeding reproduces the recorded real-sidecar blocks", async () =
 Deno.test("demo streams are byte-identical to the real sidecar's recorded messages", async () => {
   const dir = await TempDataDir.create();
   try {
-    await seedDemoIfEmpty(dir.dir);
+    await seedNodeDemoIfEmpty(dir.dir);
     let compared = 0;
     for await (const entry of Deno.readDir(VECTORS)) {
       if (!/-max\d+\.json$/.test(entry.name)) continue;
@@ -129,7 +132,7 @@ Deno.test("demo streams are byte-identical to the real sidecar's recorded messag
       const type = rec.driverBlockMetadataType === "FIXED_LENGTH"
         ? FIXED_LENGTH
         : VARIABLE_LENGTH;
-      const store = new FileSnapshotStore({
+      const store = new NodeFileSnapshotStore({
         dataDir: dir.dir,
         blockMetadataType: type,
       });
@@ -182,8 +185,8 @@ Deno.test("demo streams are byte-identical to the real sidecar's recorded messag
 Deno.test("demo snap-3 and its deltas match its description and the image bytes", async () => {
   const dir = await TempDataDir.create();
   try {
-    await seedDemoIfEmpty(dir.dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    await seedNodeDemoIfEmpty(dir.dir);
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const image = (name: string) =>
       Deno.readFile(dir.path(DEMO.namespace, DEMO.volume, `${name}.img`));
     for (const snap of DEMO.snapshots) {

@@ -27,15 +27,15 @@ import {
   scanMetadataMessage,
 } from "../src/wire/metadata-message.ts";
 import {
-  type Envelope,
-  EnvelopeSplitter,
-} from "../src/adapter/node-http2/grpc-call.ts";
-import {
   ALLOCATED_PATH,
   allocatedRequest,
   requestFrame,
 } from "./support/grpc-request.ts";
 import { startLoopbackGateway } from "./support/gateway.ts";
+import {
+  type Envelope,
+  EnvelopeSplitter,
+} from "./support/envelope-splitter.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const BLOCK = 4096;

@@ -7,11 +7,13 @@ import assert from "node:assert/strict";
 import { NoAuth } from "../src/auth/authenticator.ts";
 import { errorRecord } from "../src/front/http-json/block-records.ts";
 import type { RunningGateway } from "../src/server/start.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
 import { parseNdjson, type Rec } from "./support/json-records.ts";
 import { ROOT, run } from "./support/run.ts";
 import { startLoopbackGateway } from "./support/gateway.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 
 const DOC = Deno.readTextFileSync(`${ROOT}/docs/http-json.md`);
 const README = Deno.readTextFileSync(`${ROOT}/README.md`);
@@ -31,9 +33,9 @@ async function withDemoGateway(
   fn: (gw: RunningGateway) => Promise<void>,
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-docs-" });
-  await seedDemoIfEmpty(dataDir);
+  await seedNodeDemoIfEmpty(dataDir);
   const gw = await startLoopbackGateway({
-    backend: new FileSnapshotStore({ dataDir }),
+    backend: new NodeFileSnapshotStore({ dataDir }),
     auth: new NoAuth(),
   });
   try {

@@ -10,7 +10,6 @@
 import assert from "node:assert/strict";
 import { create, toJson } from "@bufbuild/protobuf";
 import { blocksRecordBytes } from "../src/front/http-json/block-records.ts";
-import { negotiate } from "../src/front/http-json/negotiate.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
   BlockMetadataSchema,
@@ -32,6 +31,7 @@ import {
   httpJsonInProcess as setup,
   ndjson,
 } from "./support/http-json-in-process.ts";
+import { negotiateFormat } from "../src/front/http-json/format.ts";
 
 const MiB16 = 16 * 1024 * 1024;
 
@@ -207,7 +207,7 @@ Deno.test("Accept negotiation", () => {
     ["application/x-ndjson;q=0", undefined],
   ];
   for (const [accept, want] of cases) {
-    assert.equal(negotiate(accept), want, `Accept: ${accept}`);
+    assert.equal(negotiateFormat(accept), want, `Accept: ${accept}`);
   }
 });
 

@@ -26,7 +26,6 @@ import {
   SnapshotMetadata,
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import type { RunningGateway } from "../src/server/start.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import type {
   AllocatedQuery,
   Backend,
@@ -67,6 +66,7 @@ import { ROOT } from "./support/run.ts";
 import { waitFor } from "./support/wait.ts";
 import { collectOutcome } from "./support/collect.ts";
 import { demoImage } from "./support/images.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 
 /** nginx's proxy_read_timeout / grpc_read_timeout in these tests. */
 const READ_TIMEOUT_S = 2;
@@ -143,7 +143,7 @@ async function withDemo(
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-ingress-" });
   try {
-    await seedDemoIfEmpty(dataDir);
+    await seedNodeDemoIfEmpty(dataDir);
     const image = (snap: string) => demoImage(dataDir, snap);
     const truth: DemoTruth = {
       allocated: (snap, start = 0) => {

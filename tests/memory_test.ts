@@ -21,11 +21,7 @@
 import * as http2 from "node:http2";
 import { equal, ok } from "node:assert/strict";
 import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
-import {
-  type Envelope,
-  EnvelopeSplitter,
-  rawGrpcCall,
-} from "../src/adapter/node-http2/grpc-call.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
 import { memory } from "../bench/processes.ts";
 import { startGatewayProcess } from "./support/gateway-process.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
@@ -34,6 +30,10 @@ import {
   allocatedRequest,
   requestFrame,
 } from "./support/grpc-request.ts";
+import {
+  type Envelope,
+  EnvelopeSplitter,
+} from "./support/envelope-splitter.ts";
 
 const MiB = 2 ** 20;
 const BLOCK = 4096;

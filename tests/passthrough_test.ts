@@ -16,12 +16,7 @@ import { endStreamFromJson } from "@connectrpc/connect/protocol-connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import { decodeMetadataMessage } from "../src/wire/metadata-message.ts";
-import {
-  type Envelope,
-  EnvelopeSplitter,
-  rawGrpcCall,
-} from "../src/adapter/node-http2/grpc-call.ts";
-import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 import {
   ALLOCATED_PATH,
@@ -29,6 +24,11 @@ import {
   requestFrame,
 } from "./support/grpc-request.ts";
 import { startLoopbackGateway } from "./support/gateway.ts";
+import {
+  type Envelope,
+  EnvelopeSplitter,
+} from "./support/envelope-splitter.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 
 /** The request every call here makes: namespace "ns", a snapshot, a page size. */
 function request(snapshot: string, maxResults: number): Uint8Array {
@@ -142,7 +142,7 @@ async function overGrpc(
 Deno.test("pass-through relays bytes, errors and cancellation on every binary protocol", async (t) => {
   const upstream = await startSyntheticUpstream();
   const gw = await startLoopbackGateway({
-    backend: new GrpcRelayBackend({ url: upstream.url }),
+    backend: new NodeGrpcRelayBackend({ url: upstream.url }),
   });
   const session = http2.connect(gw.grpcUrl);
   const direct = http2.connect(upstream.url);

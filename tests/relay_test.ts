@@ -9,7 +9,6 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
-import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
 import {
   allocatedBlocks,
   changedBlocks,
@@ -20,13 +19,14 @@ import { mutate, randomImage, Rng, writeImage } from "./support/images.ts";
 import { startLoopbackGateway } from "./support/gateway.ts";
 import { startTlsGateways } from "./support/tls-gateways.ts";
 import { waitFor } from "./support/wait.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 
 const NS = "relay";
 const SIZE = 2 * 1024 * 1024 + 512;
 
 async function relayTo(url: string, caPem?: string) {
   return await startLoopbackGateway({
-    backend: new GrpcRelayBackend({ url, caPem }),
+    backend: new NodeGrpcRelayBackend({ url, caPem }),
   });
 }
 

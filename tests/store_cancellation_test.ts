@@ -6,7 +6,6 @@
  * numbers, not the store's.
  */
 import { Code } from "@connectrpc/connect";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
 import { TempDataDir } from "./support/images.ts";
 import { collect } from "./support/collect.ts";
 import {
@@ -16,6 +15,7 @@ import {
   expectError,
 } from "./support/store-checks.ts";
 import { waitFor } from "./support/wait.ts";
+import { NodeFileSnapshotStore } from "../src/adapter/node-fs/file-store.ts";
 
 const BLOCK = 4096;
 
@@ -57,7 +57,7 @@ Deno.test("breaking out of the loop stops reading and closes the files", async (
   const dir = await TempDataDir.create();
   try {
     await bigVolume(dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const fds = openFds();
     for (const kind of ["allocated", "delta"]) {
       const before = bytesRead();
@@ -101,7 +101,7 @@ Deno.test("aborting the signal closes files at once, even while the consumer is 
   const dir = await TempDataDir.create();
   try {
     await bigVolume(dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const fds = openFds();
 
     // Suspended between messages: the abort alone must release the files.
@@ -183,7 +183,7 @@ Deno.test("close() ends open streams and releases their files", async () => {
   const dir = await TempDataDir.create();
   try {
     await bigVolume(dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const fds = openFds();
     const it = store.getMetadataAllocated(
       {

@@ -6,7 +6,6 @@
  * cancellation and open files in store_cancellation_test.ts.
  */
 import { Code } from "@connectrpc/connect";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
 import {
   allocatedBlocks,
   changedBlocks,
@@ -22,6 +21,7 @@ import {
   expectError,
   TYPES,
 } from "./support/store-checks.ts";
+import { NodeFileSnapshotStore } from "../src/adapter/node-fs/file-store.ts";
 
 const BLOCK = 4096;
 
@@ -52,7 +52,7 @@ async function checkAllCombinations(
     : changedBlocks(base, target);
   let streams = 0;
   for (const [typeName, type] of TYPES) {
-    const store = new FileSnapshotStore({
+    const store = new NodeFileSnapshotStore({
       dataDir: dir.dir,
       blockMetadataType: type,
       chunkSize,
@@ -163,7 +163,7 @@ Deno.test("all-zero and unchanged volumes stream zero messages", async () => {
     await dir.writeImage("ns", "vol", "base", data);
     await dir.writeImage("ns", "vol", "copy", data.slice());
     for (const [, type] of TYPES) {
-      const store = new FileSnapshotStore({
+      const store = new NodeFileSnapshotStore({
         dataDir: dir.dir,
         blockMetadataType: type,
         chunkSize: 8 * BLOCK,
@@ -232,7 +232,7 @@ Deno.test("getSnapshot and listSnapshots describe the images, sorted by volume t
       "invalid name",
     );
     await Deno.mkdir(dir.path("ns", "vol-a", "dir.img"));
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const list = await store.listSnapshots("ns", call());
     assertEquals(
       list.map((
@@ -286,7 +286,7 @@ Deno.test("stream errors carry the right codes", async () => {
     await dir.writeImage("ns", "vol", "s2", img);
     await dir.writeImage("ns", "other-vol", "o1", img);
     await dir.writeImage("ns", "other-vol", "s1", img); // same name in two volumes
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const alloc = (
       snapshotName: string,
       startingOffset = 0,
@@ -399,7 +399,7 @@ Deno.test("names that try to leave the data dir are refused and nothing outside 
       dir.path("ns", "vol", "alias.img"),
     );
 
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const q = { startingOffset: 0, maxResults: 0, securityToken: "" };
     const hostile = [
       "..",

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { UI_CONTENT_SECURITY_POLICY } from "../src/ui/ui-route.ts";
 import type { RunningGateway } from "../src/server/start.ts";
-import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { DEMO } from "../src/store/demo-seed.ts";
 import {
   collectPageErrors,
   HAS_CHROMIUM,
@@ -26,6 +26,7 @@ import {
 import { demoBackend, MemoryBackend } from "./support/memory-backend.ts";
 import { waitFor } from "./support/wait.ts";
 import { demoImage } from "./support/images.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 
 async function openViewer(page: Page, gatewayUrl: string) {
   const response = await page.goto(gatewayUrl + "/ui/");
@@ -164,7 +165,7 @@ Deno.test({
   async fn() {
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-ui-" });
     const shotDir = await Deno.makeTempDir({ prefix: "cbt-ui-shot-" });
-    await seedDemoIfEmpty(dataDir);
+    await seedNodeDemoIfEmpty(dataDir);
     const snap1 = demoImage(dataDir, "snap-1");
     const snap2 = demoImage(dataDir, "snap-2");
     const allocated = allocatedBlocks(snap2);

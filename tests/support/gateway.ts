@@ -4,7 +4,6 @@
  * (`startLoopbackGateway`), or around the embedded store on a data dir
  * (`startTestGateway`).
  */
-import { FileSnapshotStore } from "../../src/store/file-store.ts";
 import {
   type GatewayParts,
   type RunningGateway,
@@ -15,6 +14,7 @@ import {
   FIXED_LENGTH,
   VARIABLE_LENGTH,
 } from "../../src/wire/metadata-message.ts";
+import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 
 export interface LoopbackOptions {
   /** Origins allowed by CORS (default none). */
@@ -45,14 +45,14 @@ export interface TestGatewayOptions extends LoopbackOptions {
 }
 
 export interface TestGateway extends RunningGateway {
-  store: FileSnapshotStore;
+  store: NodeFileSnapshotStore;
 }
 
 /** The embedded store on `dataDir` behind a loopback gateway. */
 export async function startTestGateway(
   options: TestGatewayOptions,
 ): Promise<TestGateway> {
-  const store = new FileSnapshotStore({
+  const store = new NodeFileSnapshotStore({
     dataDir: options.dataDir,
     blockMetadataType: options.blockMetadataType === "VARIABLE_LENGTH"
       ? VARIABLE_LENGTH

@@ -17,11 +17,11 @@ import type {
   AuthRequest,
 } from "../../src/auth/authenticator.ts";
 import type { RunningGateway } from "../../src/server/start.ts";
-import { FileSnapshotStore } from "../../src/store/file-store.ts";
 import type { Caller } from "../../src/backend/backend.ts";
 import { issueServerCert, makeCertificateAuthority } from "./certs.ts";
 import type { FakeKube } from "./fake-kube/server.ts";
 import { startLoopbackGateway } from "./gateway.ts";
+import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 
 export interface UpstreamCall {
   /** The security_token as received (the gateway's minted token). */
@@ -196,7 +196,7 @@ export async function startTestUpstream(
     });
     let own = kube.serviceAccountToken(sa.namespace, sa.name);
     const calls: UpstreamCall[] = [];
-    const store = new FileSnapshotStore({ dataDir: options.dataDir });
+    const store = new NodeFileSnapshotStore({ dataDir: options.dataDir });
     running = await startLoopbackGateway({
       backend: store,
       auth: new SidecarAuth(kube, () => own, audience, calls),

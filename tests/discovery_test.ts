@@ -1,7 +1,7 @@
-/** The upstream pool's address parsing (`hostOf`, src/adapter/node-http2/upstream-pool.ts). */
+/** Discovery's address parsing (`hostOf`, src/kubernetes/discovery.ts): host:port and [v6]:port. */
 import { equal, throws } from "node:assert/strict";
 import { Code, type ConnectError } from "@connectrpc/connect";
-import { hostOf } from "../src/adapter/node-http2/upstream-pool.ts";
+import { hostOf } from "../src/kubernetes/discovery.ts";
 
 Deno.test("hostOf: host:port and [v6]:port; anything else is Unavailable", () => {
   equal(hostOf("sidecar.ns.svc:6443"), "sidecar.ns.svc");
