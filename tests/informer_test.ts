@@ -48,9 +48,20 @@ Deno.test("Informer: lists, follows the watch, re-lists after 410 and compaction
       kube.delete(CBT_API, "SnapshotMetadataService", "d2");
       await waitFor("the delete", () => informer.get("d2") === undefined);
       // A forced resync re-lists and keeps the state.
+      const seen = kube.requests.length;
       informer.resync();
       await waitFor("the forced re-list", () => informer.lists > lists + 1);
       equal(informer.get("d1")?.spec.address, "h1:2");
+      // Go on once that list has landed and the informer watches again: a
+      // resync asked for while a list is in flight is taken by that list,
+      // whose answer predates the RBAC change below.
+      await waitFor("the watch after the re-list", () => {
+        const since = kube.requestsFor({ resource: "snapshotmetadataservices" })
+          .filter((r) => r.seq > seen);
+        const list = since.findIndex((r) => r.info.verb === "list");
+        return list >= 0 &&
+          since.slice(list + 1).some((r) => r.info.verb === "watch");
+      });
       // A failing list (RBAC withdrawn) is retried with backoff; the last
       // good state stays readable meanwhile.
       kube.policy.deny({
