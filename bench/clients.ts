@@ -5,12 +5,13 @@
  * parse each record with JSON.parse, as any JSON consumer would.
  */
 import * as http2 from "node:http2";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import {
-  GetMetadataAllocatedRequestSchema,
-  GetMetadataDeltaRequestSchema,
-} from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
+  ALLOCATED_PATH,
+  allocatedRequest,
+  DELTA_PATH,
+  deltaRequest,
+  requestFrame,
+} from "../tests/support/grpc-request.ts";
 import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
 import {
   type Envelope,
@@ -42,30 +43,21 @@ export type Protocol =
   | "ndjson"
   | "sse";
 
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
-const DELTA = "/snapshotmetadata.SnapshotMetadata/GetMetadataDelta";
 const noop = () => {};
 
 function requestBytes(q: StreamQuery): Uint8Array {
-  if (q.baseSnapshotId !== undefined) {
-    return toBinary(
-      GetMetadataDeltaRequestSchema,
-      create(GetMetadataDeltaRequestSchema, {
-        namespace: q.namespace,
-        baseSnapshotId: q.baseSnapshotId,
-        targetSnapshotName: q.snapshot,
-        maxResults: q.maxResults,
-      }),
-    );
-  }
-  return toBinary(
-    GetMetadataAllocatedRequestSchema,
-    create(GetMetadataAllocatedRequestSchema, {
+  return q.baseSnapshotId === undefined
+    ? allocatedRequest({
       namespace: q.namespace,
       snapshotName: q.snapshot,
       maxResults: q.maxResults,
-    }),
-  );
+    })
+    : deltaRequest({
+      namespace: q.namespace,
+      baseSnapshotId: q.baseSnapshotId,
+      targetSnapshotName: q.snapshot,
+      maxResults: q.maxResults,
+    });
 }
 
 /** Native gRPC over one kept HTTP/2 connection per base URL. */
@@ -84,7 +76,7 @@ export class GrpcClient {
     for await (
       const m of rawGrpcCall(
         session,
-        q.baseSnapshotId === undefined ? ALLOCATED : DELTA,
+        q.baseSnapshotId === undefined ? ALLOCATED_PATH : DELTA_PATH,
         requestBytes(q),
         {
           signal: new AbortController().signal,
@@ -136,10 +128,10 @@ export async function fetchRpcStream(
       "connect-protocol-version": "1",
     };
   const t0 = performance.now();
-  const res = await fetch(httpUrl + ALLOCATED, {
+  const res = await fetch(httpUrl + ALLOCATED_PATH, {
     method: "POST",
     headers,
-    body: encodeEnvelope(0, body),
+    body: requestFrame(body),
   });
   if (res.status !== 200 || !res.body) {
     throw new Error(`${protocol}: HTTP ${res.status} ${await res.text()}`);

@@ -1,80 +1,17 @@
 /**
- * The processes a benchmark measures: cbt-gateway instances (`src/main.ts`)
- * and Debian's nginx, each a child process, and what /proc says about them
- * (CPU time, resident memory, peak resident memory).
+ * The processes a benchmark measures besides cbt-gateway instances
+ * (tests/support/gateway-process.ts): Debian's nginx as a child process, and
+ * what /proc says about any of them (CPU time, resident memory, peak
+ * resident memory).
  */
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+import { stopChild } from "../tests/support/run.ts";
+import { waitFor } from "../tests/support/wait.ts";
+
 const CLOCK_TICKS = 100; // getconf CLK_TCK on Linux
 
 export interface Child {
   pid: number;
   stop(): Promise<void>;
-}
-
-export interface GatewayProcess extends Child {
-  httpUrl: string;
-  grpcUrl: string;
-}
-
-/** Starts `src/main.ts` with `args` plus ephemeral ports; resolves once it listens. */
-export async function startGatewayProcess(
-  args: string[],
-  denoFlags: string[] = [],
-): Promise<GatewayProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      // As `deno task start` runs it (see deno.json).
-      "--unstable-no-legacy-abort",
-      "--allow-all",
-      ...denoFlags,
-      `${ROOT}/src/main.ts`,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--grpc-port",
-      "0",
-      ...args,
-    ],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "inherit",
-    stdin: "null",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let httpUrl: string | undefined, grpcUrl: string | undefined;
-  const deadline = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  while (!httpUrl || !grpcUrl) {
-    const { value, done } = await lines.read();
-    if (done) {
-      clearTimeout(deadline);
-      throw new Error(`gateway exited before listening:\n${text}`);
-    }
-    text += value;
-    httpUrl ??= /HTTP\/JSON:\s+(\S+)/.exec(text)?.[1];
-    grpcUrl ??= /native gRPC \(HTTP\/2\):\s+(\S+)/.exec(text)?.[1];
-  }
-  clearTimeout(deadline);
-  // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await lines.read()).done) { /* discard */ }
-  })().catch(() => {});
-  return { pid: child.pid, httpUrl, grpcUrl, stop: () => stopChild(child) };
-}
-
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* already gone */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, 5000);
-  await child.status;
-  clearTimeout(timer);
 }
 
 /** A free loopback port (nginx can't listen on port 0 and report it). */
@@ -135,23 +72,25 @@ http {
     stdin: "null",
   }).spawn();
   // Ready when the port accepts connections.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch (e) {
-      if (Date.now() > deadline) {
-        await stopChild(child);
-        throw new Error(`nginx did not start: ${e}`);
+  try {
+    await waitFor("nginx to accept connections", async () => {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return true;
+      } catch {
+        return false;
       }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    }, { intervalMs: 20 });
+  } catch (e) {
+    await stopChild(child);
+    throw e;
   }
   return {
     pid: child.pid,
     url: `http://127.0.0.1:${port}`,
-    stop: () => stopChild(child),
+    stop: async () => {
+      await stopChild(child);
+    },
   };
 }
 

@@ -11,8 +11,9 @@
  * tool on the gateway around the measured streams (strace -c, perf record).
  */
 import { fetchRpcStream, GrpcClient, type Protocol } from "./clients.ts";
-import { cpuSeconds, startGatewayProcess } from "./processes.ts";
+import { cpuSeconds } from "./processes.ts";
 import { writeFullyAllocated } from "./volumes.ts";
+import { startGatewayProcess } from "../tests/support/gateway-process.ts";
 
 const args = [...Deno.args];
 const flag = (name: string) => {
@@ -50,7 +51,9 @@ try {
   stops.push(upstream.stop);
   const gateway = await startGatewayProcess(
     ["--backend", "grpc", "--upstream-url", upstream.grpcUrl],
-    prof ? [`--v8-flags=--prof,--logfile=${tmp}/v8.log`] : [],
+    {
+      denoFlags: prof ? [`--v8-flags=--prof,--logfile=${tmp}/v8.log`] : [],
+    },
   );
   stops.push(gateway.stop);
   const q = { namespace: NS, snapshot: "full", maxResults };

@@ -18,14 +18,9 @@ import {
   type StreamQuery,
   type StreamResult,
 } from "./clients.ts";
-import {
-  cpuSeconds,
-  memory,
-  resetPeak,
-  startGatewayProcess,
-  startNginx,
-} from "./processes.ts";
+import { cpuSeconds, memory, resetPeak, startNginx } from "./processes.ts";
 import { writeFullyAllocated } from "./volumes.ts";
+import { startGatewayProcess } from "../tests/support/gateway-process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const QUICK = Deno.args.includes("--quick");

@@ -10,6 +10,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { DEMO } from "../src/store/demo-seed.ts";
 import { ROOT, run } from "./support/run.ts";
+import { collectTuples } from "./support/collect.ts";
 
 const deno = Deno.execPath();
 
@@ -75,17 +76,10 @@ Deno.test("deno task start seeds the demo, serves it, and stops on SIGTERM", asy
       SnapshotMetadata,
       createConnectTransport({ baseUrl: http[1] }),
     );
-    const offsets: number[] = [];
-    for await (
-      const m of client.getMetadataAllocated({
-        namespace: DEMO.namespace,
-        snapshotName: "snap-2",
-      })
-    ) {
-      for (const b of m.blockMetadata) {
-        offsets.push(Number(b.byteOffset) / 4096);
-      }
-    }
+    const offsets = (await collectTuples(client.getMetadataAllocated({
+      namespace: DEMO.namespace,
+      snapshotName: "snap-2",
+    }))).map(([offset]) => offset / 4096);
     deepStrictEqual(
       offsets,
       DEMO.snapshots.find((s) => s.name === "snap-2")!.allocatedBlocks,

@@ -7,15 +7,7 @@
 import assert from "node:assert/strict";
 import { NoAuth } from "../src/auth/authenticator.ts";
 import type { Authenticator } from "../src/auth/authenticator.ts";
-import {
-  createHttpJsonRoutes,
-  type HttpJsonOptions,
-} from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import {
-  NodeFileSnapshotStore,
-  seedNodeDemoIfEmpty,
-} from "../src/adapter/node-fs/file-store.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
@@ -34,28 +26,26 @@ import {
 import { demoBackend, type MemoryBackend } from "./support/memory-backend.ts";
 import { run } from "./support/run.ts";
 import { demoAuth } from "./support/token-auth.ts";
+import { waitFor } from "./support/wait.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
+import { demoImage } from "./support/images.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 
 async function serve(
   backend: Backend,
   auth: Authenticator = new NoAuth(),
-  options: HttpJsonOptions = {},
 ): Promise<RunningGateway> {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend,
-      auth,
-      routes: (gateway) => [createHttpJsonRoutes(gateway, options)],
-    },
-  );
+  return await startLoopbackGateway({ backend, auth });
 }
 
 /** A seeded demo data dir, its store, and ground truth read from its image files. */
 async function demoStore(type: "FIXED" | "VARIABLE" = "FIXED") {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-" });
   await seedNodeDemoIfEmpty(dataDir);
-  const image = (snap: string) =>
-    Deno.readFileSync(`${dataDir}/demo/vol-1/${snap}.img`);
+  const image = (snap: string) => demoImage(dataDir, snap);
   const store = new NodeFileSnapshotStore({
     dataDir,
     blockMetadataType: type === "VARIABLE" ? VARIABLE_LENGTH : undefined,
@@ -438,9 +428,10 @@ Deno.test("curl going away mid-stream cancels the upstream call", async () => {
     await reader.read(); // something arrived: the stream is running and now paused upstream
     child.kill("SIGKILL");
     await child.status;
-    for (let i = 0; i < 200 && backend.streamsAborted === 0; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(
+      "the gateway to abort the upstream stream",
+      () => backend.streamsAborted > 0,
+    );
     assert.equal(backend.streamsAborted, 1);
     assert.equal(backend.streamsFinished, 0);
     reader.releaseLock();

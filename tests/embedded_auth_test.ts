@@ -15,11 +15,12 @@ import {
   serviceAccountUser,
   startFakeKube,
 } from "./support/fake-kube/server.ts";
+import { collectTuples } from "./support/collect.ts";
 
 Deno.test({
   name:
     "embedded store with --auth kubernetes: unauthenticated, denied and allowed callers",
-  // client-node's keep-alive agent outlives the test (see fake_kube_test.ts).
+  // client-node's keep-alive agent outlives the test (see fake_kube_client_node_test.ts).
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -78,18 +79,11 @@ Deno.test({
               : [],
           }),
         );
-        const blocks: number[] = [];
-        for await (
-          const m of client.getMetadataAllocated({
-            namespace: DEMO.namespace,
-            snapshotName: "snap-2",
-          })
-        ) {
-          for (const b of m.blockMetadata) {
-            blocks.push(Number(b.byteOffset) / 4096);
-          }
-        }
-        return blocks;
+        const tuples = await collectTuples(client.getMetadataAllocated({
+          namespace: DEMO.namespace,
+          snapshotName: "snap-2",
+        }));
+        return tuples.map(([offset]) => offset / 4096);
       };
       const codeOf = (p: Promise<unknown>) =>
         p.then(

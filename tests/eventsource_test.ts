@@ -5,42 +5,30 @@
  * Last-Event-ID without gaps or duplicates.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { blockTuples, DEMO_BLOCKS } from "./support/json-records.ts";
 import { demoBackend } from "./support/memory-backend.ts";
 import { ROOT } from "./support/run.ts";
 import { demoAuth } from "./support/token-auth.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
+import { startLoopbackGateway } from "./support/gateway.ts";
+import { HAS_CHROMIUM, launchBrowser } from "./support/browser.ts";
 
 const PAGE = "<!doctype html><title>EventSource test</title>";
 
 async function serve(backend: Backend): Promise<RunningGateway> {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend,
-      auth: demoAuth(),
-      routes: (gateway) => [
-        createHttpJsonRoutes(gateway, { retryMs: 50 }),
-        // a same-origin page for the browser to run in
-        (req) =>
-          new URL(req.url).pathname === "/"
-            ? new Response(PAGE, { headers: { "content-type": "text/html" } })
-            : undefined,
-      ],
-    },
-  );
+  return await startLoopbackGateway({
+    backend,
+    auth: demoAuth(),
+    httpJson: { retryMs: 50 },
+    routes: () => [
+      // a same-origin page for the browser to run in
+      (req) =>
+        new URL(req.url).pathname === "/"
+          ? new Response(PAGE, { headers: { "content-type": "text/html" } })
+          : undefined,
+    ],
+  });
 }
 
 /** The docs' EventSource example, run with `token` and a `draw` that collects blocks. */
@@ -53,20 +41,11 @@ const docsExample = [
 Deno.test({
   name:
     "EventSource: the docs example (ticket + onmessage) gets the whole delta",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   async fn() {
     const backend = demoBackend();
     const gw = await serve(backend);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchBrowser();
     try {
       const page = await browser.newPage();
       await page.goto(gw.httpUrl + "/");
@@ -122,21 +101,12 @@ Deno.test({
 Deno.test({
   name:
     "EventSource: after an error record the browser reconnects with Last-Event-ID and resumes exactly",
-  ignore: !hasChromium,
+  ignore: !HAS_CHROMIUM,
   async fn() {
     const backend = demoBackend();
     backend.injection = { failAfterMessages: 3, once: true };
     const gw = await serve(backend);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchBrowser();
     try {
       const page = await browser.newPage();
       await page.goto(gw.httpUrl + "/");

@@ -12,6 +12,7 @@ import { Gateway } from "../src/gateway/gateway.ts";
 import { createFetchHandler } from "../src/server/fetch-handler.ts";
 import { demoBackend } from "./support/memory-backend.ts";
 import { ROOT } from "./support/run.ts";
+import { collectTuples } from "./support/collect.ts";
 
 const BASE = "http://gateway.test";
 
@@ -107,16 +108,11 @@ Deno.test("a Connect stream through the bare handler, with no server at all", as
       fetch: (input, init) => h(new Request(input, init)),
     }),
   );
-  const offsets: number[] = [];
-  for await (
-    const m of client.getMetadataAllocated({
-      namespace: "demo",
-      snapshotName: "snap-2",
-      maxResults: 10,
-    })
-  ) {
-    for (const b of m.blockMetadata) offsets.push(Number(b.byteOffset) / 4096);
-  }
+  const offsets = (await collectTuples(client.getMetadataAllocated({
+    namespace: "demo",
+    snapshotName: "snap-2",
+    maxResults: 10,
+  }))).map(([offset]) => offset / 4096);
   deepStrictEqual(offsets, [
     0,
     1,

@@ -11,74 +11,12 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { DEMO } from "../src/store/demo-seed.ts";
 import { decodeMetadataMessage } from "../src/wire/metadata-message.ts";
+import { allocatedRequest, requestFrame } from "./support/grpc-request.ts";
+import {
+  type GatewayProcess,
+  startGatewayProcess,
+} from "./support/gateway-process.ts";
 import { ROOT } from "./support/run.ts";
-
-interface Gateway {
-  grpcUrl: string;
-  /** Settles when the process exits; `undefined` while it runs. */
-  exited(): Deno.CommandStatus | undefined;
-  stop(): Promise<void>;
-}
-
-/** `src/main.ts` as `deno task start` runs it, on ephemeral ports. */
-async function startGateway(args: string[]): Promise<Gateway> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-no-legacy-abort",
-      "--allow-all",
-      `${ROOT}/src/main.ts`,
-      "--port",
-      "0",
-      "--grpc-port",
-      "0",
-      ...args,
-    ],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  let status: Deno.CommandStatus | undefined;
-  const done = child.status.then((s) => status = s);
-  const stderr = new Response(child.stderr).text();
-  const grpcUrl = await firstMatch(
-    child.stdout,
-    /native gRPC \(HTTP\/2\):\s+(\S+)/,
-  ).catch(async (e) => {
-    throw new Error(`${e.message}\n${await stderr}`);
-  });
-  return {
-    grpcUrl,
-    exited: () => status,
-    stop: async () => {
-      if (!status) child.kill("SIGTERM");
-      await done;
-      await stderr;
-    },
-  };
-}
-
-/** Reads `stream` until `re` matches; keeps draining it afterwards. */
-async function firstMatch(
-  stream: ReadableStream<Uint8Array>,
-  re: RegExp,
-): Promise<string> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`exited before printing ${re}:\n${text}`);
-    text += value;
-    const m = re.exec(text);
-    if (m) {
-      (async () => {
-        while (!(await reader.read()).done) { /* discard */ }
-      })().catch(() => {});
-      return m[1];
-    }
-  }
-}
 
 /** The Node.js upstream proxy that sends GOAWAY after `limit` streams. */
 async function startGoawayProxy(upstreamUrl: string, limit: number) {
@@ -127,6 +65,15 @@ interface ClientResult {
   bodies: string[];
 }
 
+/** GetMetadataAllocated for the demo's snap-2, enveloped, for the Node.js client. */
+const SNAP2_REQUEST_BASE64 = btoa(
+  String.fromCharCode(
+    ...requestFrame(
+      allocatedRequest({ namespace: DEMO.namespace, snapshotName: "snap-2" }),
+    ),
+  ),
+);
+
 /** `sessions` connections of `calls` calls each, every one closed with GOAWAY. */
 async function nodeClient(
   url: string,
@@ -139,6 +86,7 @@ async function nodeClient(
       url,
       String(calls),
       String(sessions),
+      SNAP2_REQUEST_BASE64,
     ],
     stdout: "piped",
     stderr: "piped",
@@ -174,7 +122,7 @@ function blocksOf(body: Uint8Array): number[] {
 const SNAP2 = DEMO.snapshots.find((s) => s.name === "snap-2")!;
 
 /** Every call answered the demo's snap-2, and the gateway still runs. */
-function checkServed(gw: Gateway, r: ClientResult, calls: number): void {
+function checkServed(gw: GatewayProcess, r: ClientResult, calls: number): void {
   equal(gw.exited(), undefined, "the gateway process exited");
   deepStrictEqual(r.failures, []);
   equal(r.ok, calls);
@@ -184,7 +132,7 @@ function checkServed(gw: Gateway, r: ClientResult, calls: number): void {
 }
 
 /** Lets an exit that follows the last GOAWAY show before checking. */
-async function settle(gw: Gateway): Promise<void> {
+async function settle(gw: GatewayProcess): Promise<void> {
   const check = await nodeClient(gw.grpcUrl, 1, 1);
   checkServed(gw, check, 1);
 }
@@ -193,9 +141,9 @@ Deno.test("goaway: busy HTTP/2 connections closed with GOAWAY don't crash the ga
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-goaway-" });
   const stops: (() => Promise<void>)[] = [];
   try {
-    const store = await startGateway(["--data-dir", dataDir]);
+    const store = await startGatewayProcess(["--data-dir", dataDir]);
     stops.push(store.stop);
-    const relay = await startGateway([
+    const relay = await startGatewayProcess([
       "--backend",
       "grpc",
       "--upstream-url",
@@ -219,7 +167,7 @@ Deno.test("goaway: busy HTTP/2 connections closed with GOAWAY don't crash the ga
       async () => {
         const proxy = await startGoawayProxy(store.grpcUrl, 40);
         stops.push(proxy.stop);
-        const viaProxy = await startGateway([
+        const viaProxy = await startGatewayProcess([
           "--backend",
           "grpc",
           "--upstream-url",

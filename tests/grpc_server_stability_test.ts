@@ -27,13 +27,17 @@ import {
   scanMetadataMessage,
 } from "../src/wire/metadata-message.ts";
 import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  requestFrame,
+} from "./support/grpc-request.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
+import {
   type Envelope,
   EnvelopeSplitter,
 } from "./support/envelope-splitter.ts";
-import { startGateway } from "../src/server/start.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
 const BLOCK = 4096;
 
 /**
@@ -86,26 +90,6 @@ const CONTENT_TYPE: Record<Protocol, string> = {
   "grpc-web": "application/grpc-web+proto",
 };
 
-/** GetMetadataAllocatedRequest{namespace "ns", snapshot_name, max_results}, enveloped. */
-function requestFrame(snapshot: string, maxResults: number): Uint8Array {
-  const name = new TextEncoder().encode(snapshot);
-  const varint = maxResults < 0x80
-    ? [maxResults]
-    : [(maxResults & 0x7f) | 0x80, maxResults >> 7];
-  const body = [
-    0x12,
-    2,
-    0x6e,
-    0x73,
-    0x1a,
-    name.length,
-    ...name,
-    0x28,
-    ...varint,
-  ];
-  return new Uint8Array([0, 0, 0, 0, body.length, ...body]);
-}
-
 interface Outcome {
   protocol: Protocol;
   expected: number;
@@ -136,7 +120,7 @@ function callStream(
 ): { req: http2.ClientHttp2Stream; done: Promise<Outcome> } {
   const req = session.request({
     ":method": "POST",
-    ":path": ALLOCATED,
+    ":path": ALLOCATED_PATH,
     "content-type": CONTENT_TYPE[protocol],
     ...(protocol === "grpc" ? { te: "trailers" } : {}),
     ...(protocol === "connect" ? { "connect-protocol-version": "1" } : {}),
@@ -201,7 +185,15 @@ function callStream(
       resolve(out);
     })
   );
-  req.end(requestFrame(`n${expected}`, perMessage));
+  req.end(
+    requestFrame(
+      allocatedRequest({
+        namespace: "ns",
+        snapshotName: `n${expected}`,
+        maxResults: perMessage,
+      }),
+    ),
+  );
   return { req, done };
 }
 
@@ -242,10 +234,7 @@ Deno.test("a slow consumer on the gRPC port: server stream listeners stay bounde
   const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
   process.on("warning", onWarning);
   const watch = watchServerWrites();
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new CountingBackend() },
-  );
+  const gw = await startLoopbackGateway({ backend: new CountingBackend() });
   const session = http2.connect(gw.grpcUrl);
   session.on("error", () => {});
   try {
@@ -380,10 +369,7 @@ async function shutdownRound(round: number): Promise<void> {
     console.log("HANG");
     Deno.exit(3);
   }, 20_000);
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new CountingBackend() },
-  );
+  const gw = await startLoopbackGateway({ backend: new CountingBackend() });
   const protocols: Protocol[] = ["grpc", "connect", "grpc-web"];
   const open = new Set<http2.ClientHttp2Stream>();
   const outcomes: Outcome[] = [];

@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import { NoAuth } from "../src/auth/authenticator.ts";
 import { errorRecord } from "../src/front/http-json/block-records.ts";
-import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
+import type { RunningGateway } from "../src/server/start.ts";
+import { parseNdjson, type Rec } from "./support/json-records.ts";
+import { ROOT, run } from "./support/run.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 import {
   NodeFileSnapshotStore,
   seedNodeDemoIfEmpty,
 } from "../src/adapter/node-fs/file-store.ts";
-import { parseNdjson, type Rec } from "./support/json-records.ts";
-import { ROOT, run } from "./support/run.ts";
 
 const DOC = Deno.readTextFileSync(`${ROOT}/docs/http-json.md`);
 const README = Deno.readTextFileSync(`${ROOT}/README.md`);
@@ -34,14 +34,10 @@ async function withDemoGateway(
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-docs-" });
   await seedNodeDemoIfEmpty(dataDir);
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend: new NodeFileSnapshotStore({ dataDir }),
-      auth: new NoAuth(),
-      routes: (gateway) => [createHttpJsonRoutes(gateway)],
-    },
-  );
+  const gw = await startLoopbackGateway({
+    backend: new NodeFileSnapshotStore({ dataDir }),
+    auth: new NoAuth(),
+  });
   try {
     await fn(gw);
   } finally {

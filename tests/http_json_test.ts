@@ -1,79 +1,39 @@
 /**
  * The HTTP/JSON surface in process: Requests into the route, records out,
  * compared with ground truth written down from the real sidecar's recordings
- * (the demo memory backend holds the same blocks). Real curl: curl_test.ts.
+ * (the demo memory backend holds the same blocks): NDJSON, SSE and JSON
+ * documents, Accept negotiation, bad requests, the snapshot list, OpenAPI
+ * and the fast block writer. Streams that fail, resume, stall or lose their
+ * client: http_json_stream_lifecycle_test.ts; auth and stream tickets:
+ * http_json_auth_test.ts. Real curl: curl_test.ts.
  */
 import assert from "node:assert/strict";
 import { create, toJson } from "@bufbuild/protobuf";
-import { NoAuth } from "../src/auth/authenticator.ts";
-import { PassthroughAuth } from "../src/auth/passthrough-auth.ts";
-import { Gateway } from "../src/gateway/gateway.ts";
 import { blocksRecordBytes } from "../src/front/http-json/block-records.ts";
-import {
-  createHttpJsonRoutes,
-  type HttpJsonOptions,
-} from "../src/front/http-json/index.ts";
-import { negotiateFormat } from "../src/front/http-json/format.ts";
-import { StreamTickets } from "../src/front/http-json/stream-ticket.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
   BlockMetadataSchema,
   GetMetadataAllocatedResponseSchema,
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { demoBackend, type MemoryBackend } from "./support/memory-backend.ts";
-import { demoAuth } from "./support/token-auth.ts";
 import {
   blockTuples,
   DEMO_BLOCKS,
   mergeExtents,
-  parseNdjson,
   parseSse,
   type Rec,
   sseRecords,
   tuplesOf,
 } from "./support/json-records.ts";
+import {
+  ALLOC2,
+  DELTA,
+  errorOf,
+  httpJsonInProcess as setup,
+  ndjson,
+} from "./support/http-json-in-process.ts";
+import { negotiateFormat } from "../src/front/http-json/format.ts";
 
 const MiB16 = 16 * 1024 * 1024;
-const ALICE = { authorization: "Bearer alice-token" };
-
-function setup(options: HttpJsonOptions = {}, auth = demoAuth()) {
-  const backend = demoBackend();
-  const gateway = new Gateway(backend, auth);
-  const route = createHttpJsonRoutes(gateway, options);
-  const call = async (
-    path: string,
-    init: RequestInit = {},
-  ): Promise<Response> => {
-    const headers = new Headers(init.headers);
-    if (!headers.has("authorization")) {
-      headers.set("authorization", ALICE.authorization);
-    }
-    const response = await route(
-      new Request(`http://gw${path}`, { ...init, headers }),
-    );
-    assert.ok(response, `route did not claim ${path}`);
-    return response;
-  };
-  return { backend, gateway, route, call, auth };
-}
-
-async function ndjson(response: Response): Promise<Rec[]> {
-  assert.equal(response.status, 200, await response.clone().text());
-  assert.equal(response.headers.get("content-type"), "application/x-ndjson");
-  return parseNdjson(await response.text());
-}
-
-async function errorOf(
-  response: Response,
-): Promise<{ status: number; code: string; message: string }> {
-  assert.equal(response.headers.get("content-type"), "application/json");
-  const body = await response.json();
-  assert.equal(typeof body.message, "string");
-  return { status: response.status, code: body.code, message: body.message };
-}
-
-const ALLOC2 = "/v1/namespaces/demo/snapshots/snap-2/allocated";
-const DELTA = "/v1/namespaces/demo/snapshots/snap-2/delta";
 
 Deno.test("NDJSON allocated: header, blocks equal to the recorded driver, end with totals", async () => {
   const { call } = setup();
@@ -369,266 +329,6 @@ Deno.test("bad requests get the right HTTP status and Connect code, before any s
   await unauth.body?.cancel();
 });
 
-Deno.test("no Authorization at all is 401; paths it does not own are left alone", async () => {
-  const { route } = setup();
-  const r = await route(new Request(`http://gw${ALLOC2}`));
-  assert.ok(r);
-  assert.equal(r.status, 401);
-  assert.equal((await r.json()).code, "unauthenticated");
-  for (
-    const p of [
-      "/",
-      "/healthz",
-      "/v1/namespaces/demo",
-      "/v1/namespaces/demo/snapshots/snap-2",
-      "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated",
-    ]
-  ) {
-    assert.equal(route(new Request(`http://gw${p}`)), undefined, p);
-  }
-});
-
-Deno.test("upstream failure before the first message is an HTTP status (503), not a 200", async () => {
-  const { call, backend } = setup();
-  backend.injection = { failAfterMessages: 0 };
-  const got = await errorOf(await call(ALLOC2));
-  assert.deepEqual([got.status, got.code], [503, "unavailable"]);
-});
-
-Deno.test("failure mid-stream: error record with the resume offset; resuming there completes the listing", async () => {
-  const { call, backend } = setup();
-  backend.injection = { failAfterMessages: 3 };
-  const broken = await ndjson(await call(`${ALLOC2}?maxResults=5`));
-  const last = broken[broken.length - 1];
-  const firstPart = tuplesOf(broken);
-  assert.equal(firstPart.length, 15);
-  const end = firstPart[14][0] + firstPart[14][1];
-  assert.deepEqual(last, {
-    type: "error",
-    code: "unavailable",
-    message: "injected failure",
-    nextOffset: end,
-    messages: 3,
-    tuples: 15,
-    coveredBytes: 15 * 4096,
-  });
-  assert.ok(!broken.some((r) => r.type === "end"));
-  backend.injection = {};
-  const rest = await ndjson(
-    await call(`${ALLOC2}?maxResults=5&startingOffset=${last.nextOffset}`),
-  );
-  assert.equal(rest[0].startingOffset, end);
-  assert.deepEqual(
-    [...firstPart, ...tuplesOf(rest)],
-    blockTuples(DEMO_BLOCKS["snap-2"]),
-  );
-
-  // SSE: the error event carries the id to resume from; Last-Event-ID resumes
-  backend.injection = { failAfterMessages: 2 };
-  const events = parseSse(
-    await (await call(`${ALLOC2}?maxResults=4`, {
-      headers: { accept: "text/event-stream" },
-    })).text(),
-  );
-  const errorEvent = events[events.length - 1];
-  const errorRec = JSON.parse(errorEvent.data!);
-  assert.equal(errorRec.type, "error");
-  assert.equal(errorEvent.id, String(errorRec.nextOffset));
-  backend.injection = {};
-  const resumed = sseRecords(parseSse(
-    await (await call(`${ALLOC2}?maxResults=4`, {
-      headers: { accept: "text/event-stream", "last-event-id": errorEvent.id! },
-    })).text(),
-  ));
-  assert.deepEqual(
-    [...tuplesOf(sseRecords(events)), ...tuplesOf(resumed)],
-    blockTuples(DEMO_BLOCKS["snap-2"]),
-  );
-});
-
-Deno.test("resume at every record boundary (startingOffset and Last-Event-ID) has no gaps or duplicates", async () => {
-  const { call } = setup();
-  const want = blockTuples(DEMO_BLOCKS["delta-1-2"]);
-  const full = await ndjson(
-    await call(`${DELTA}?baseSnapshotId=vol-1/snap-1&maxResults=4`),
-  );
-  for (const r of full.filter((r) => r.type === "blocks")) {
-    const before = want.filter(([o]) => o < r.nextOffset);
-    const viaQuery = await ndjson(
-      await call(
-        `${DELTA}?baseSnapshotId=vol-1/snap-1&startingOffset=${r.nextOffset}`,
-      ),
-    );
-    assert.deepEqual([...before, ...tuplesOf(viaQuery)], want);
-    const viaHeader = sseRecords(parseSse(
-      await (await call(
-        `${DELTA}?baseSnapshotId=vol-1/snap-1&startingOffset=0`,
-        {
-          headers: {
-            accept: "text/event-stream",
-            "last-event-id": String(r.nextOffset),
-          },
-        },
-      )).text(),
-    ));
-    assert.deepEqual([...before, ...tuplesOf(viaHeader)], want);
-  }
-  // an unaligned offset inside a block still returns that block (it ends after the offset)
-  const mid = await ndjson(
-    await call(`${ALLOC2}?startingOffset=${101 * 4096 + 17}`),
-  );
-  assert.deepEqual(tuplesOf(mid)[0], [101 * 4096, 4096]);
-});
-
-Deno.test("backpressure: the upstream produces only about as much as the client reads", async () => {
-  const { call, backend } = setup();
-  const response = await call(`${ALLOC2}?maxResults=1`);
-  const reader = response.body!.getReader();
-  for (let i = 0; i < 4; i++) await reader.read(); // header + 3 blocks records
-  await new Promise((r) => setTimeout(r, 30));
-  assert.ok(
-    backend.messagesYielded <= 5,
-    `upstream ran ahead: ${backend.messagesYielded} messages`,
-  );
-  await reader.cancel();
-});
-
-Deno.test("a client that goes away aborts the upstream call", async () => {
-  const { call, backend } = setup();
-  backend.armPause(1);
-  const response = await call(`${ALLOC2}?maxResults=1`);
-  const reader = response.body!.getReader();
-  await reader.read(); // header
-  await reader.read(); // first blocks
-  const waiting = reader.read(); // waits on the paused upstream
-  await reader.cancel();
-  await waiting;
-  assert.equal(backend.streamsAborted, 1);
-  assert.equal(backend.streamsFinished, 0);
-});
-
-Deno.test("heartbeats during quiet periods (NDJSON record, SSE comment), then the stream goes on", async () => {
-  for (const accept of ["application/x-ndjson", "text/event-stream"]) {
-    const { call, backend } = setup({ heartbeatMs: 25 });
-    backend.armPause(1);
-    const response = await call(`${ALLOC2}?maxResults=30`, {
-      headers: { accept },
-    });
-    const reader = response.body!.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let text = "";
-    while (!/heartbeat/.test(text)) text += (await reader.read()).value;
-    backend.release();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    const records = accept === "text/event-stream"
-      ? sseRecords(parseSse(text))
-      : parseNdjson(text);
-    if (accept === "text/event-stream") {
-      assert.ok(parseSse(text).some((e) => e.comments.includes("heartbeat")));
-    } else assert.ok(records.some((r) => r.type === "heartbeat"));
-    assert.deepEqual(tuplesOf(records), blockTuples(DEMO_BLOCKS["snap-2"]));
-    assert.equal(records[records.length - 1].type, "end");
-  }
-});
-
-Deno.test("stream tickets: issued to an authenticated caller, redeemed without headers, bound and short-lived", async () => {
-  let now = Date.now();
-  const { call, route, auth } = setup();
-  const ticketPath = "/v1/namespaces/demo/snapshots/snap-2/stream-tickets";
-  const issued = await call(ticketPath, { method: "POST" });
-  assert.equal(issued.status, 201);
-  const { ticket, expiresInSeconds } = await issued.json();
-  assert.equal(expiresInSeconds, 60);
-  const bare = (path: string) =>
-    route(
-      new Request(`http://gw${path}`, {
-        headers: { accept: "text/event-stream" },
-      }),
-    )!;
-  const ok = await bare(`${ALLOC2}?ticket=${ticket}`);
-  assert.equal(ok.status, 200);
-  assert.deepEqual(
-    tuplesOf(sseRecords(parseSse(await ok.text()))),
-    blockTuples(DEMO_BLOCKS["snap-2"]),
-  );
-  // the same ticket works for the delta of that snapshot (an EventSource reconnect, too)
-  assert.equal(
-    (await bare(`${DELTA}?baseSnapshotName=snap-1&ticket=${ticket}`)).status,
-    200,
-  );
-
-  const statusOf = async (r: Response | Promise<Response>) =>
-    (await errorOf(await r)).status;
-  assert.equal(
-    await statusOf(
-      bare(`/v1/namespaces/demo/snapshots/snap-1/allocated?ticket=${ticket}`),
-    ),
-    403,
-  );
-  const [payload, sig] = ticket.split(".");
-  const forged = btoa(
-    atob(payload.replace(/-/g, "+").replace(/_/g, "/")).replace(
-      "alice",
-      "mallory",
-    ),
-  )
-    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  assert.equal(await statusOf(bare(`${ALLOC2}?ticket=${forged}.${sig}`)), 401);
-  assert.equal(
-    await statusOf(bare(`${ALLOC2}?ticket=${payload}.${"A".repeat(43)}`)),
-    401,
-  );
-  assert.equal(await statusOf(bare(`${ALLOC2}?ticket=garbage`)), 401);
-  // authorization is re-checked at redemption
-  auth.revoked.add("alice");
-  assert.equal(await statusOf(bare(`${ALLOC2}?ticket=${ticket}`)), 403);
-  auth.revoked.clear();
-
-  // issuing needs the normal credential, and the right to read the namespace
-  assert.equal(
-    await statusOf(
-      route(new Request(`http://gw${ticketPath}`, { method: "POST" }))!,
-    ),
-    401,
-  );
-  assert.equal(
-    await statusOf(
-      call(ticketPath, {
-        method: "POST",
-        headers: { authorization: "Bearer bob-token" },
-      }),
-    ),
-    403,
-  );
-  assert.equal(
-    await statusOf(
-      call("/v1/namespaces/demo/snapshots/nope/stream-tickets", {
-        method: "POST",
-      }),
-    ),
-    404,
-  );
-
-  // expiry, with a clock we control
-  const tickets = new StreamTickets({ ttlSeconds: 60, now: () => now });
-  const t = await tickets.issue({ username: "alice" }, "demo", "snap-2");
-  assert.equal(
-    (await tickets.redeem(t.ticket, "demo", "snap-2")).username,
-    "alice",
-  );
-  now += 61_000;
-  await assert.rejects(tickets.redeem(t.ticket, "demo", "snap-2"), /expired/);
-  // another process's secret doesn't verify
-  await assert.rejects(
-    new StreamTickets().redeem(t.ticket, "demo", "snap-2"),
-    /signature/,
-  );
-});
-
 Deno.test("snapshot list shows ids for baseSnapshotId", async () => {
   const { call } = setup();
   const r = await call("/v1/namespaces/demo/snapshots");
@@ -734,47 +434,4 @@ Deno.test("the fast block writer says the same as the generic protobuf JSON path
     ) => [Number(b.byteOffset ?? 0), Number(b.sizeBytes ?? 0)]),
   );
   assert.equal(fast.nextOffset, 123);
-});
-
-Deno.test("NoAuth gateway serves without any Authorization header", async () => {
-  const route = createHttpJsonRoutes(
-    new Gateway(demoBackend() as MemoryBackend, new NoAuth()),
-  );
-  const r = await route(new Request(`http://gw${ALLOC2}`))!;
-  assert.equal(r.status, 200);
-  assert.deepEqual(
-    tuplesOf(parseNdjson(await r.text())),
-    blockTuples(DEMO_BLOCKS["snap-2"]),
-  );
-});
-
-Deno.test("passthrough auth: the bearer token becomes security_token; other modes never forward it", async () => {
-  const backend = demoBackend();
-  const route = createHttpJsonRoutes(
-    new Gateway(backend, new PassthroughAuth()),
-  );
-  const get = (path: string, headers: Record<string, string> = {}) =>
-    route(new Request(`http://gw${path}`, { headers }))!;
-  const ok = await get(ALLOC2, { authorization: "Bearer sa-token-for-driver" });
-  assert.equal(ok.status, 200);
-  await ok.body?.cancel();
-  assert.equal(backend.queries[0].securityToken, "sa-token-for-driver");
-  const missing = await errorOf(await get(ALLOC2));
-  assert.deepEqual([missing.status, missing.code], [400, "invalid_argument"]);
-  const ticket = await errorOf(
-    await route(
-      new Request(
-        `http://gw/v1/namespaces/demo/snapshots/snap-2/stream-tickets`,
-        {
-          method: "POST",
-          headers: { authorization: "Bearer sa-token-for-driver" },
-        },
-      ),
-    )!,
-  );
-  assert.deepEqual([ticket.status, ticket.code], [400, "failed_precondition"]);
-
-  const { call, backend: other } = setup();
-  await (await call(ALLOC2)).body?.cancel();
-  assert.equal(other.queries[0].securityToken, "");
 });

@@ -14,12 +14,7 @@
  * together the early-records test.
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import {
-  Code,
-  ConnectError,
-  createClient,
-  type Transport,
-} from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcWebTransport,
@@ -30,9 +25,7 @@ import {
   GetMetadataAllocatedRequestSchema,
   SnapshotMetadata,
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
-import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
+import type { RunningGateway } from "../src/server/start.ts";
 import type {
   AllocatedQuery,
   Backend,
@@ -42,7 +35,7 @@ import {
   encodeMetadataMessage,
   FIXED_LENGTH,
 } from "../src/wire/metadata-message.ts";
-import { startTestGateway } from "./support/gateway.ts";
+import { startLoopbackGateway, startTestGateway } from "./support/gateway.ts";
 import {
   allocatedBlocks,
   changedBlocks,
@@ -70,6 +63,10 @@ import {
 } from "./support/nginx.ts";
 import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT } from "./support/run.ts";
+import { waitFor } from "./support/wait.ts";
+import { collectOutcome } from "./support/collect.ts";
+import { demoImage } from "./support/images.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 
 /** nginx's proxy_read_timeout / grpc_read_timeout in these tests. */
 const READ_TIMEOUT_S = 2;
@@ -134,13 +131,10 @@ async function memoryGateway(
   backend: Backend,
   heartbeatMs = HEARTBEAT_MS,
 ): Promise<RunningGateway> {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    {
-      backend,
-      routes: (gateway) => [createHttpJsonRoutes(gateway, { heartbeatMs })],
-    },
-  );
+  return await startLoopbackGateway({
+    backend,
+    httpJson: { heartbeatMs },
+  });
 }
 
 /** The seeded demo on the embedded store, and ground truth from its image files. */
@@ -150,8 +144,7 @@ async function withDemo(
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-ingress-" });
   try {
     await seedNodeDemoIfEmpty(dataDir);
-    const image = (snap: string) =>
-      Deno.readFileSync(`${dataDir}/demo/vol-1/${snap}.img`);
+    const image = (snap: string) => demoImage(dataDir, snap);
     const truth: DemoTruth = {
       allocated: (snap, start = 0) => {
         const img = image(snap);
@@ -250,26 +243,6 @@ function startCall(
   return call.rpc === "GetMetadataAllocated"
     ? client.getMetadataAllocated(call.request, options)
     : client.getMetadataDelta(call.request, options);
-}
-
-/** Messages' tuples until the stream ends, and the error that ended it, if any. */
-async function collect(
-  stream: BlockStream,
-): Promise<{ tuples: Tuple[]; messages: number; error?: ConnectError }> {
-  const tuples: Tuple[] = [];
-  let messages = 0;
-  try {
-    for await (const m of stream) {
-      messages++;
-      for (const b of m.blockMetadata) {
-        tuples.push([Number(b.byteOffset), Number(b.sizeBytes)]);
-      }
-    }
-  } catch (err) {
-    ok(err instanceof ConnectError, `not a ConnectError: ${err}`);
-    return { tuples, messages, error: err };
-  }
-  return { tuples, messages };
 }
 
 /** A child process whose stdout is read as it arrives; killed if it outlives CALL_TIMEOUT_MS. */
@@ -374,17 +347,6 @@ async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   }
 }
 
-async function poll(
-  what: string,
-  check: () => Promise<boolean>,
-): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 // ---------------------------------------------------------------------------
 
 Deno.test("ingress: Connect, gRPC-Web and HTTP/JSON through nginx equal ground truth", async () => {
@@ -393,7 +355,7 @@ Deno.test("ingress: Connect, gRPC-Web and HTTP/JSON through nginx equal ground t
       for (const [name, make] of Object.entries(webClients)) {
         const transport = make(httpUrl);
         for (const call of demoCalls(truth)) {
-          const got = await collect(startCall(transport, call));
+          const got = await collectOutcome(startCall(transport, call));
           equal(got.error, undefined, `${name} ${call.rpc}: ${got.error}`);
           deepStrictEqual(
             got.tuples,
@@ -401,7 +363,7 @@ Deno.test("ingress: Connect, gRPC-Web and HTTP/JSON through nginx equal ground t
             `${name} ${call.rpc} ${JSON.stringify(call.request)}`,
           );
         }
-        const missing = await collect(startCall(transport, {
+        const missing = await collectOutcome(startCall(transport, {
           rpc: "GetMetadataAllocated",
           request: { namespace: "demo", snapshotName: "snap-9" },
         }));
@@ -472,7 +434,7 @@ Deno.test("ingress: native gRPC through nginx grpc_pass (buf curl) equals ground
       }
       // Every call went through nginx as HTTP/2.
       const want = calls.length + errors.length;
-      await poll("nginx's access log", async () =>
+      await waitFor("nginx's access log", async () =>
         (await nginx.accessLog()).split("\n").filter((l) =>
           l.includes(`"POST /${SNAPSHOT_METADATA}/`) && l.includes("HTTP/2.0")
         ).length === want);
@@ -646,7 +608,7 @@ Deno.test("ingress (control): without heartbeats nginx's read timeout does cut t
         deepStrictEqual(records.map((x) => x.type), ["header", "blocks"]);
         ok(/upstream timed out/.test(await nginx.errorLog()));
         // nginx closed its upstream connection too: the call was cancelled.
-        await poll(
+        await waitFor(
           "the upstream call to be aborted",
           () => Promise.resolve(backend.streamsAborted === 1),
         );
@@ -687,7 +649,7 @@ Deno.test("ingress: a mid-stream failure through nginx still arrives, on every p
       equal(events[events.length - 1].id, String(last.nextOffset));
 
       for (const [name, make] of Object.entries(webClients)) {
-        const r = await collect(
+        const r = await collectOutcome(
           startCall(make(httpUrl), { rpc: "GetMetadataAllocated", request }),
         );
         equal(r.messages, 4, name);
@@ -791,7 +753,7 @@ Deno.test("ingress: a client that stops reading holds the upstream back (nginx s
         ok(!(await reader.read()).done); // the stream runs; now stop reading
         // Wait until the upstream stalls: no new message for half a second.
         let last = -1;
-        await poll("the upstream to stall", async () => {
+        await waitFor("the upstream to stall", async () => {
           const now = backend.yielded;
           const stalled = now === last;
           last = now;
@@ -810,7 +772,7 @@ Deno.test("ingress: a client that stops reading holds the upstream back (nginx s
       } finally {
         await reader.cancel();
       }
-      await poll(
+      await waitFor(
         "the upstream call to be cancelled",
         () => Promise.resolve(backend.aborted),
       );

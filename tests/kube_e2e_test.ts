@@ -21,7 +21,7 @@ import {
   changedBlocks,
   expectedTuples,
 } from "./support/ground-truth.ts";
-import { collectTuples } from "./support/collect-tuples.ts";
+import { collectTuples } from "./support/collect.ts";
 import { mutate, randomImage, Rng } from "./support/images.ts";
 import {
   addSnapshot,
@@ -30,6 +30,7 @@ import {
   startKubeFixture,
 } from "./support/kube-fixture.ts";
 import { CBT_API } from "./support/fake-kube/server.ts";
+import { waitFor } from "./support/wait.ts";
 
 const HOSTPATH = "hostpath.csi.k8s.io";
 const OTHER = "other.csi.k8s.io";
@@ -68,16 +69,6 @@ async function refused(
     return err;
   }
   throw new Error(`expected ${Code[code]}, the call succeeded`);
-}
-
-/** Resolves once `check` passes (or fails after `ms`). */
-async function eventually(check: () => Promise<boolean>, ms = 5000) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error("condition not reached in time");
 }
 
 Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (t) => {
@@ -421,7 +412,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
           audience: rotated.audience,
           caCertPem: rotated.caPem,
         });
-        await eventually(async () => {
+        await waitFor("the rotated sidecar to get calls", async () => {
           await collectTuples(
             a.getMetadataAllocated({
               namespace: "team-a",
@@ -462,7 +453,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         caCertPem: f.kube.caPem, // a CA that did not sign the sidecar's cert
       });
       const before = calls();
-      await eventually(async () => {
+      await waitFor("TLS to the sidecar to fail verification", async () => {
         try {
           await collectTuples(
             a.getMetadataAllocated({
@@ -479,7 +470,7 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
       });
       equal(calls(), before);
       f.kube.put(sms); // back to the right CA
-      await eventually(async () => {
+      await waitFor("the right CA to work again", async () => {
         try {
           await collectTuples(
             a.getMetadataAllocated({
@@ -500,11 +491,12 @@ Deno.test("kubernetes mode: discovery, tokens, caller auth, end to end", async (
         const lists = f.parts.discovery.services.lists;
         f.kube.compact();
         f.kube.closeWatches();
-        await eventually(() =>
-          Promise.resolve(f.parts.discovery.services.lists > lists)
+        await waitFor(
+          "a re-list after 410 Gone",
+          () => f.parts.discovery.services.lists > lists,
         );
         f.kube.delete(CBT_API, "SnapshotMetadataService", OTHER);
-        await eventually(async () => {
+        await waitFor("the deleted service to stop routing", async () => {
           try {
             await collectTuples(
               a.getMetadataAllocated({

@@ -10,8 +10,8 @@ import { equal, ok } from "node:assert/strict";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { startGateway } from "../src/server/start.ts";
 import { createKubernetesParts } from "../src/server/kubernetes-mode.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 const kubeconfig = Deno.env.get("KUBECONFIG");
 const namespace = Deno.env.get("CBT_TEST_NAMESPACE");
@@ -51,10 +51,7 @@ Deno.test({
       authAudiences: [],
       serviceOverrides: {},
     });
-    const gw = await startGateway(
-      { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-      { backend: parts.backend },
-    );
+    const gw = await startLoopbackGateway({ backend: parts.backend });
     try {
       const client = createClient(
         SnapshotMetadata,

@@ -20,19 +20,23 @@
  */
 import * as http2 from "node:http2";
 import { equal, ok } from "node:assert/strict";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
+import { memory } from "../bench/processes.ts";
+import { startGatewayProcess } from "./support/gateway-process.ts";
+import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
+import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  requestFrame,
+} from "./support/grpc-request.ts";
 import {
   type Envelope,
   EnvelopeSplitter,
 } from "./support/envelope-splitter.ts";
-import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
-import { memory, startGatewayProcess } from "../bench/processes.ts";
-import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 
 const MiB = 2 ** 20;
 const BLOCK = 4096;
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
 
 /** Reads a stream, calling `pace(tuplesSoFar, bytesSoFar)` after each message. */
 interface Reader {
@@ -45,20 +49,14 @@ interface Reader {
 
 function grpcReader(session: http2.ClientHttp2Session): Reader {
   return async (snapshot, maxResults, pace) => {
-    const body = new Uint8Array([
-      0x12,
-      2,
-      0x6e,
-      0x73, // namespace "ns"
-      0x1a,
-      snapshot.length,
-      ...new TextEncoder().encode(snapshot),
-      0x28,
-      ...varint(maxResults),
-    ]);
+    const body = allocatedRequest({
+      namespace: "ns",
+      snapshotName: snapshot,
+      maxResults,
+    });
     let tuples = 0, bytes = 0;
     for await (
-      const m of rawGrpcCall(session, ALLOCATED, body, {
+      const m of rawGrpcCall(session, ALLOCATED_PATH, body, {
         signal: new AbortController().signal,
       })
     ) {
@@ -72,14 +70,13 @@ function grpcReader(session: http2.ClientHttp2Session): Reader {
 
 function connectJsonReader(httpUrl: string): Reader {
   return async (snapshot, maxResults, pace) => {
-    const res = await fetch(httpUrl + ALLOCATED, {
+    const res = await fetch(httpUrl + ALLOCATED_PATH, {
       method: "POST",
       headers: {
         "content-type": "application/connect+json",
         "connect-protocol-version": "1",
       },
-      body: encodeEnvelope(
-        0,
+      body: requestFrame(
         new TextEncoder().encode(
           JSON.stringify({
             namespace: "ns",
@@ -111,16 +108,6 @@ function connectJsonReader(httpUrl: string): Reader {
     ok(ended, "Connect stream ended without its end frame");
     return tuples;
   };
-}
-
-function varint(n: number): number[] {
-  const out = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -11,11 +11,6 @@ import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import { createUpstreamGrpcTransport } from "./support/grpc-transport.ts";
 import { DEMO } from "../src/store/demo-seed.ts";
 import {
-  NodeFileSnapshotStore,
-  seedNodeDemoIfEmpty,
-} from "../src/adapter/node-fs/file-store.ts";
-import { startGateway } from "../src/server/start.ts";
-import {
   encodeMetadataMessage,
   FIXED_LENGTH,
 } from "../src/wire/metadata-message.ts";
@@ -29,6 +24,13 @@ import type {
   EncodedMessageStream,
 } from "../src/backend/backend.ts";
 import { DEMO_BLOCKS, parseNdjson, tuplesOf } from "./support/json-records.ts";
+import { waitFor } from "./support/wait.ts";
+import { drain } from "./support/collect.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 
 const TOKEN = "s3cret-token-must-not-be-logged";
 const RPCS = [
@@ -113,10 +115,6 @@ async function expectCode(p: Promise<unknown>, code: Code): Promise<void> {
   throw new Error(`expected ${Code[code]}`);
 }
 
-async function drain(stream: AsyncIterable<unknown>): Promise<void> {
-  for await (const _ of stream) { /* read it all */ }
-}
-
 /** Reads one message, then cancels the call the way a client gives up. */
 async function stopAfterFirst(
   call: (signal: AbortSignal) => AsyncIterable<unknown>,
@@ -195,12 +193,10 @@ Deno.test("metrics and access log count every call, however it ends", async () =
     dataDir,
     blockMetadataType: FIXED_LENGTH,
   });
-  const gw = await startGateway({
-    host: "127.0.0.1",
-    port: 0,
-    grpcPort: 0,
-    corsOrigins: [],
-  }, { backend: new StallingOnSnap3(store), log: (l) => lines.push(l) });
+  const gw = await startLoopbackGateway({
+    backend: new StallingOnSnap3(store),
+    log: (l) => lines.push(l),
+  });
   const grpc = createUpstreamGrpcTransport({ baseUrl: gw.grpcUrl });
   try {
     const scrape = async () => {
@@ -372,13 +368,10 @@ Deno.test("metrics and access log count every call, however it ends", async () =
 
     // The server learns of each early stop on its own time: poll.
     let s2 = await scrape();
-    for (
-      const deadline = Date.now() + 10_000;
-      sum(s2, "cbt_gateway_calls_total") < 10 && Date.now() < deadline;
-    ) {
-      await new Promise((r) => setTimeout(r, 20));
+    await waitFor("every call to be counted", async () => {
       s2 = await scrape();
-    }
+      return sum(s2, "cbt_gateway_calls_total") >= 10;
+    }, { intervalMs: 20 });
     equal(sum(s2, "cbt_gateway_calls_total"), 10);
     for (const rpc of RPCS) {
       equal(

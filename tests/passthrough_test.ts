@@ -12,35 +12,31 @@ import { fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
 import { GetMetadataAllocatedResponseSchema } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { endStreamFromJson } from "@connectrpc/connect/protocol-connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import { decodeMetadataMessage } from "../src/wire/metadata-message.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
+import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
+import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  requestFrame,
+} from "./support/grpc-request.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 import {
   type Envelope,
   EnvelopeSplitter,
 } from "./support/envelope-splitter.ts";
-import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
 import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
-import { startGateway } from "../src/server/start.ts";
-import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
-
+/** The request every call here makes: namespace "ns", a snapshot, a page size. */
 function request(snapshot: string, maxResults: number): Uint8Array {
-  const name = new TextEncoder().encode(snapshot);
-  return new Uint8Array([
-    0x12,
-    2,
-    0x6e,
-    0x73,
-    0x1a,
-    name.length,
-    ...name,
-    0x28,
+  return allocatedRequest({
+    namespace: "ns",
+    snapshotName: snapshot,
     maxResults,
-  ]);
+  });
 }
 
 interface Outcome {
@@ -59,7 +55,7 @@ async function overFetch(
   gzip = false,
 ): Promise<Outcome> {
   const json = protocol === "connect-json";
-  const res = await fetch(url + ALLOCATED, {
+  const res = await fetch(url + ALLOCATED_PATH, {
     method: "POST",
     headers: {
       ...(protocol === "grpc-web"
@@ -80,8 +76,7 @@ async function overFetch(
         }
         : {}),
     },
-    body: encodeEnvelope(
-      0,
+    body: requestFrame(
       json
         ? new TextEncoder().encode(
           JSON.stringify({
@@ -131,7 +126,7 @@ async function overGrpc(
     for await (
       const m of rawGrpcCall(
         session,
-        ALLOCATED,
+        ALLOCATED_PATH,
         request(snapshot, maxResults),
         {
           signal: new AbortController().signal,
@@ -146,10 +141,9 @@ async function overGrpc(
 
 Deno.test("pass-through relays bytes, errors and cancellation on every binary protocol", async (t) => {
   const upstream = await startSyntheticUpstream();
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new NodeGrpcRelayBackend({ url: upstream.url }) },
-  );
+  const gw = await startLoopbackGateway({
+    backend: new NodeGrpcRelayBackend({ url: upstream.url }),
+  });
   const session = http2.connect(gw.grpcUrl);
   const direct = http2.connect(upstream.url);
   try {
@@ -219,6 +213,22 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
         },
       );
 
+      await t.step(
+        `${name}: max_results over 127 (a multi-byte varint) pages the stream`,
+        async () => {
+          const got = await call("t1000", 200);
+          equal(got.error, undefined, String(got.error));
+          deepStrictEqual(
+            got.messages.map((m) => decodeAny(m).offsets),
+            Array.from(
+              { length: 5 },
+              (_, page) =>
+                Array.from({ length: 200 }, (_, i) => (page * 200 + i) * 4096),
+            ),
+          );
+        },
+      );
+
       await t.step(`${name}: broken invariants become Internal`, async () => {
         const got = await call("disorder", 1);
         equal(got.messages.length, 1, "the good first message is relayed");
@@ -255,13 +265,13 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
         const abort = new AbortController();
         const total = 50_000_000; // far more than any buffer holds
         if (protocol === "connect") {
-          const res = await fetch(gw.httpUrl + ALLOCATED, {
+          const res = await fetch(gw.httpUrl + ALLOCATED_PATH, {
             method: "POST",
             headers: {
               "content-type": "application/connect+proto",
               "connect-protocol-version": "1",
             },
-            body: encodeEnvelope(0, request(`t${total}`, 100)),
+            body: requestFrame(request(`t${total}`, 100)),
             signal: abort.signal,
           });
           const reader = res.body!.getReader();
@@ -271,7 +281,7 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
         } else {
           const it = rawGrpcCall(
             session,
-            ALLOCATED,
+            ALLOCATED_PATH,
             request(`t${total}`, 100),
             {
               signal: abort.signal,

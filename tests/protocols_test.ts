@@ -26,15 +26,13 @@ import {
   expectedTuples,
   type Tuple,
 } from "./support/ground-truth.ts";
-import { mutate, randomImage, Rng } from "./support/images.ts";
-import { issueServerCert, makeCertificateAuthority } from "./support/certs.ts";
-import {
-  startTestGateway,
-  type TestGateway,
-  writeImage,
-} from "./support/gateway.ts";
+import { mutate, randomImage, Rng, writeImage } from "./support/images.ts";
+import { type TestGateway } from "./support/gateway.ts";
+import { startTlsGateways } from "./support/tls-gateways.ts";
 import { parseJsonSequence } from "./support/json-sequence.ts";
 import { ROOT, run } from "./support/run.ts";
+import { collectTuples } from "./support/collect.ts";
+import { requestFrame } from "./support/grpc-request.ts";
 
 const NS = "proto";
 const SIZE = 3 * 1024 * 1024 + 1000; // not a multiple of 4 KiB on purpose
@@ -51,8 +49,13 @@ interface Fixture {
   close(): Promise<void>;
 }
 
+/** FIXED_LENGTH over h2c and VARIABLE_LENGTH over TLS, on the same images. */
 async function setUp(): Promise<Fixture> {
-  const dataDir = await Deno.makeTempDir({ prefix: "cbt-proto-" });
+  const gateways = await startTlsGateways({
+    prefix: "cbt-proto",
+    tlsBlockMetadataType: "VARIABLE_LENGTH",
+  });
+  const { dataDir } = gateways;
   const rng = new Rng(20261127);
   const base = randomImage(rng, SIZE);
   const target = mutate(rng, base, SIZE + 8192);
@@ -61,33 +64,16 @@ async function setUp(): Promise<Fixture> {
   await writeImage(dataDir, NS, "vol-a", "same", base);
   await writeImage(dataDir, NS, "vol-a", "empty", new Uint8Array(SIZE));
   await writeImage(dataDir, NS, "vol-b", "other", base);
-  const pkiDir = await Deno.makeTempDir({ prefix: "cbt-pki-" });
-  const ca = await makeCertificateAuthority(pkiDir);
-  const cert = await issueServerCert(ca, {
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-  });
-  const fixed = await startTestGateway({ dataDir });
-  const variable = await startTestGateway({
-    dataDir,
-    blockMetadataType: "VARIABLE_LENGTH",
-    tls: { certPath: cert.certPath, keyPath: cert.keyPath },
-  });
   return {
     dataDir,
-    pkiDir,
-    caPath: ca.certPath,
-    caPem: ca.certPem,
+    pkiDir: gateways.pkiDir,
+    caPath: gateways.ca.certPath,
+    caPem: gateways.ca.certPem,
     base,
     target,
-    fixed,
-    variable,
-    async close() {
-      await fixed.close();
-      await variable.close();
-      await Deno.remove(dataDir, { recursive: true });
-      await Deno.remove(pkiDir, { recursive: true });
-    },
+    fixed: gateways.h2c,
+    variable: gateways.tls,
+    close: gateways.close,
   };
 }
 
@@ -584,20 +570,12 @@ Deno.test("GatewayService: delta by base name and snapshot listing", async () =>
       GatewayService,
       createConnectTransport({ baseUrl: f.fixed.httpUrl }),
     );
-    const tuples: Tuple[] = [];
-    for await (
-      const m of client.getMetadataDeltaByName({
+    deepStrictEqual(
+      await collectTuples(client.getMetadataDeltaByName({
         namespace: NS,
         baseSnapshotName: "base",
         targetSnapshotName: "target",
-      })
-    ) {
-      for (const b of m.blockMetadata) {
-        tuples.push([Number(b.byteOffset), Number(b.sizeBytes)]);
-      }
-    }
-    deepStrictEqual(
-      tuples,
+      })),
       expectedTuples(
         changedBlocks(f.base, f.target),
         "FIXED",
@@ -635,11 +613,13 @@ Deno.test("gzip is negotiated on Connect streams", async () => {
           "connect-protocol-version": "1",
           "connect-accept-encoding": "gzip",
         },
-        body: envelopeJson({
-          namespace: NS,
-          snapshotName: "target",
-          maxResults: 200,
-        }),
+        body: requestFrame(
+          new TextEncoder().encode(JSON.stringify({
+            namespace: NS,
+            snapshotName: "target",
+            maxResults: 200,
+          })),
+        ),
       },
     );
     equal(res.status, 200);
@@ -668,11 +648,3 @@ Deno.test("gzip is negotiated on Connect streams", async () => {
     await f.close();
   }
 });
-
-function envelopeJson(value: unknown): Uint8Array<ArrayBuffer> {
-  const json = new TextEncoder().encode(JSON.stringify(value));
-  const out = new Uint8Array(5 + json.length);
-  new DataView(out.buffer).setUint32(1, json.length);
-  out.set(json, 5);
-  return out;
-}

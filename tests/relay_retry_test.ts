@@ -12,12 +12,7 @@ import {
   retryIfRefused,
   wasRefused,
 } from "../src/adapter/node-http2/grpc-call.ts";
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}
+import { collect } from "./support/collect.ts";
 
 /** A call that fails before its first message. */
 async function* failing(

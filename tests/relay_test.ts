@@ -9,48 +9,37 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
-import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
-import { startGateway } from "../src/server/start.ts";
 import {
   allocatedBlocks,
   changedBlocks,
   expectedTuples,
 } from "./support/ground-truth.ts";
-import { collectTuples } from "./support/collect-tuples.ts";
-import { mutate, randomImage, Rng } from "./support/images.ts";
-import { issueServerCert, makeCertificateAuthority } from "./support/certs.ts";
-import { startTestGateway, writeImage } from "./support/gateway.ts";
+import { collectTuples } from "./support/collect.ts";
+import { mutate, randomImage, Rng, writeImage } from "./support/images.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
+import { startTlsGateways } from "./support/tls-gateways.ts";
+import { waitFor } from "./support/wait.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 
 const NS = "relay";
 const SIZE = 2 * 1024 * 1024 + 512;
 
 async function relayTo(url: string, caPem?: string) {
-  return await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new NodeGrpcRelayBackend({ url, caPem }) },
-  );
+  return await startLoopbackGateway({
+    backend: new NodeGrpcRelayBackend({ url, caPem }),
+  });
 }
 
 Deno.test("grpc relay: streams, errors and cancellation match the upstream", async (t) => {
-  const dataDir = await Deno.makeTempDir({ prefix: "cbt-relay-" });
-  const pkiDir = await Deno.makeTempDir({ prefix: "cbt-relay-pki-" });
+  const upstreams = await startTlsGateways({ prefix: "cbt-relay" });
+  const { h2c: upstream, tls: tlsUpstream } = upstreams;
   const rng = new Rng(4242);
   const base = randomImage(rng, SIZE);
   const target = mutate(rng, base, SIZE + 4096);
-  await writeImage(dataDir, NS, "vol", "base", base);
-  await writeImage(dataDir, NS, "vol", "target", target);
-  const ca = await makeCertificateAuthority(pkiDir);
-  const cert = await issueServerCert(ca, {
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-  });
-  const upstream = await startTestGateway({ dataDir });
-  const tlsUpstream = await startTestGateway({
-    dataDir,
-    tls: { certPath: cert.certPath, keyPath: cert.keyPath },
-  });
+  await writeImage(upstreams.dataDir, NS, "vol", "base", base);
+  await writeImage(upstreams.dataDir, NS, "vol", "target", target);
   const relay = await relayTo(upstream.grpcUrl);
-  const tlsRelay = await relayTo(tlsUpstream.grpcUrl, ca.certPem);
+  const tlsRelay = await relayTo(tlsUpstream.grpcUrl, upstreams.ca.certPem);
   try {
     for (const [label, gw] of [["h2c", relay], ["tls", tlsRelay]] as const) {
       await t.step(
@@ -168,18 +157,14 @@ Deno.test("grpc relay: streams, errors and cancellation match the upstream", asy
         break;
       }
       // The upstream store holds the image open while its stream runs.
-      const deadline = Date.now() + 5000;
-      while (upstream.store.openFiles > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      equal(upstream.store.openFiles, 0);
+      await waitFor(
+        "the upstream to close the image",
+        () => upstream.store.openFiles === 0,
+      );
     });
   } finally {
     await relay.close();
     await tlsRelay.close();
-    await upstream.close();
-    await tlsUpstream.close();
-    await Deno.remove(dataDir, { recursive: true });
-    await Deno.remove(pkiDir, { recursive: true });
+    await upstreams.close();
   }
 });

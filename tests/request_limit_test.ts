@@ -13,9 +13,9 @@ import { NoAuth } from "../src/auth/authenticator.ts";
 import { Gateway } from "../src/gateway/gateway.ts";
 import { createFetchHandler } from "../src/server/fetch-handler.ts";
 import { EnvelopeSplitter } from "./support/envelope-splitter.ts";
+import { ALLOCATED_PATH } from "./support/grpc-request.ts";
 import { demoBackend } from "./support/memory-backend.ts";
 
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
 const LIMIT = 64 * 1024;
 const CHUNK = 8 * 1024;
 const BODY = 4 * 1024 * 1024;
@@ -53,7 +53,7 @@ for (
     );
     const { stream, seen } = countingBody();
     const response = await handler(
-      new Request(`http://gateway.test${ALLOCATED}`, {
+      new Request(`http://gateway.test${ALLOCATED_PATH}`, {
         method: "POST",
         headers: { "content-type": contentType },
         body: stream,
@@ -83,7 +83,7 @@ Deno.test("a request just under the limit is read whole (and refused as a messag
   const body = new Uint8Array(LIMIT + 5);
   new DataView(body.buffer).setUint32(1, LIMIT);
   const response = await handler(
-    new Request(`http://gateway.test${ALLOCATED}`, {
+    new Request(`http://gateway.test${ALLOCATED_PATH}`, {
       method: "POST",
       headers: { "content-type": "application/connect+proto" },
       body,

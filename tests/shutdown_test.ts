@@ -5,21 +5,23 @@
  * and gRPC-Web trailers saying `unavailable`.
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import { startGateway } from "../src/server/start.ts";
 import { demoBackend } from "./support/memory-backend.ts";
 import { parseNdjson } from "./support/json-records.ts";
+import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  requestFrame,
+} from "./support/grpc-request.ts";
+import { startLoopbackGateway } from "./support/gateway.ts";
 
 /** GetMetadataAllocatedRequest{namespace "demo", snapshot_name "snap-2", max_results 5}, enveloped. */
-const REQUEST = new Uint8Array([
-  0,
-  0,
-  0,
-  0,
-  16,
-  ...[0x12, 4, ...new TextEncoder().encode("demo")],
-  ...[0x1a, 6, ...new TextEncoder().encode("snap-2")],
-  ...[0x28, 5],
-]);
+const REQUEST = requestFrame(
+  allocatedRequest({
+    namespace: "demo",
+    snapshotName: "snap-2",
+    maxResults: 5,
+  }),
+);
 
 /** Reads a response body to its end, reporting each chunk. */
 async function readAll(res: Response, onChunk: (bytesSoFar: number) => void) {
@@ -57,10 +59,7 @@ function frames(bytes: Uint8Array): [number, Uint8Array][] {
 Deno.test("closing the gateway ends stalled streams with an explicit unavailable", async () => {
   const backend = demoBackend();
   backend.armPause(1); // every stream sends one message, then stalls
-  const gw = await startGateway(
-    { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend },
-  );
+  const gw = await startLoopbackGateway({ backend });
   let closing: Promise<void> | undefined;
   try {
     const started: Promise<void>[] = [];
@@ -76,7 +75,7 @@ Deno.test("closing the gateway ends stalled streams with an explicit unavailable
       path: "/v1/namespaces/demo/snapshots/snap-2/allocated?maxResults=5",
     });
     const connect = open({
-      path: "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated",
+      path: ALLOCATED_PATH,
       method: "POST",
       headers: {
         "content-type": "application/connect+proto",
@@ -85,7 +84,7 @@ Deno.test("closing the gateway ends stalled streams with an explicit unavailable
       body: REQUEST,
     });
     const grpcWeb = open({
-      path: "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated",
+      path: ALLOCATED_PATH,
       method: "POST",
       headers: {
         "content-type": "application/grpc-web+proto",

@@ -6,12 +6,13 @@
  * same 16 MiB volume (the demo seeds exactly the recorded block pattern).
  */
 import { deepStrictEqual, equal } from "node:assert/strict";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import {
   GetMetadataDeltaRequestSchema,
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 import { startTestGateway } from "./support/gateway.ts";
+import { deltaRequest, requestFrame } from "./support/grpc-request.ts";
 import { run } from "./support/run.ts";
 
 const VECTORS = new URL("./fixtures/real-sidecar/streams/", import.meta.url)
@@ -30,28 +31,15 @@ function b64(s: string): Uint8Array {
   return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 }
 
-function frame(message: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + message.length);
-  new DataView(out.buffer).setUint32(1, message.length);
-  out.set(message, 5);
-  return out;
-}
-
 /** The recorded request; a delta's base handle becomes our id for snap-1. */
-function requestFrame(rec: Recording): Uint8Array {
+function recordedRequest(rec: Recording): Uint8Array {
   if (rec.rpc !== "GetMetadataDelta") return b64(rec.request.frameB64);
   const req = fromBinary(
     GetMetadataDeltaRequestSchema,
     b64(rec.request.messageB64),
   );
-  return frame(
-    toBinary(
-      GetMetadataDeltaRequestSchema,
-      create(GetMetadataDeltaRequestSchema, {
-        ...req,
-        baseSnapshotId: "vol-1/snap-1",
-      }),
-    ),
+  return requestFrame(
+    deltaRequest({ ...req, baseSnapshotId: "vol-1/snap-1" }),
   );
 }
 
@@ -81,7 +69,7 @@ Deno.test("responses are byte-identical to the real sidecar's recordings", async
           await Deno.readTextFile(VECTORS + file),
         );
         const gw = gateways[rec.driverBlockMetadataType];
-        await Deno.writeFile(`${work}/request`, requestFrame(rec));
+        await Deno.writeFile(`${work}/request`, recordedRequest(rec));
         const r = await run("curl", [
           "--silent",
           "--show-error",

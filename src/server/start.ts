@@ -14,7 +14,10 @@ import { startHttpServer } from "../adapter/deno/http-server.ts";
 import type { FetchRoute } from "../front/fetch-route.ts";
 import { createFetchHandler } from "./fetch-handler.ts";
 import { startGrpcServer } from "../adapter/node-http2/grpc-server.ts";
-import { createHttpJsonRoutes } from "../front/http-json/index.ts";
+import {
+  createHttpJsonRoutes,
+  type HttpJsonOptions,
+} from "../front/http-json/index.ts";
 import { createUiRoute } from "../ui/ui-route.ts";
 
 export interface RunningGateway {
@@ -33,6 +36,8 @@ export interface GatewayParts {
   log?: (line: string) => void;
   /** Extra fetch routes in front of the HTTP/JSON and RPC routes. */
   routes?: (gateway: Gateway) => FetchRoute[];
+  /** HTTP/JSON tuning (heartbeats, SSE retry, …); the ticket secret comes from the config. */
+  httpJson?: Omit<HttpJsonOptions, "ticketSecret">;
 }
 
 export async function startGateway(
@@ -59,6 +64,7 @@ export async function startGateway(
     routes: [
       ...parts.routes?.(gateway) ?? [],
       createHttpJsonRoutes(gateway, {
+        ...parts.httpJson,
         ticketSecret: config.ticketSecret
           ? new TextEncoder().encode(config.ticketSecret)
           : undefined,

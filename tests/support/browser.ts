@@ -4,7 +4,7 @@
  * Playwright gives each launch a fresh temporary profile and removes it on
  * close. Tests skip when there is no Chromium (`ignore: !HAS_CHROMIUM`).
  */
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -32,4 +32,17 @@ export async function launchBrowser(): Promise<Browser> {
     args: CHROMIUM_ARGS,
     timeout: 30_000,
   });
+}
+
+/** How long a page may take for what a test waits for (playwright options). */
+export const WAIT = { timeout: 20_000 };
+
+/** Console errors and uncaught exceptions of a page (CSP violations land here too). */
+export function collectPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return errors;
 }

@@ -1,27 +1,54 @@
 /**
- * Starts real gateways for tests: the embedded store on a temp data dir,
- * both ports on ephemeral loopback ports, optional TLS.
+ * Starts real gateways for tests, both ports (HTTP and native gRPC) on
+ * ephemeral loopback ports, optional TLS: around any backend
+ * (`startLoopbackGateway`), or around the embedded store on a data dir
+ * (`startTestGateway`).
  */
-import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
-import { type RunningGateway, startGateway } from "../../src/server/start.ts";
+import {
+  type GatewayParts,
+  type RunningGateway,
+  startGateway,
+} from "../../src/server/start.ts";
 import type { Authenticator } from "../../src/auth/authenticator.ts";
 import {
   FIXED_LENGTH,
   VARIABLE_LENGTH,
 } from "../../src/wire/metadata-message.ts";
+import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 
-export interface TestGatewayOptions {
+export interface LoopbackOptions {
+  /** Origins allowed by CORS (default none). */
+  corsOrigins?: string[];
+  tls?: { certPath: string; keyPath: string };
+}
+
+/** `parts` (a backend, auth, HTTP/JSON tuning, …) served on ephemeral loopback ports. */
+export async function startLoopbackGateway(
+  parts: GatewayParts,
+  options: LoopbackOptions = {},
+): Promise<RunningGateway> {
+  return await startGateway({
+    host: "127.0.0.1",
+    port: 0,
+    grpcPort: 0,
+    corsOrigins: options.corsOrigins ?? [],
+    tlsCert: options.tls?.certPath,
+    tlsKey: options.tls?.keyPath,
+  }, parts);
+}
+
+export interface TestGatewayOptions extends LoopbackOptions {
   dataDir: string;
   blockMetadataType?: "FIXED_LENGTH" | "VARIABLE_LENGTH";
-  tls?: { certPath: string; keyPath: string };
   auth?: Authenticator;
-  corsOrigins?: string[];
+  httpJson?: GatewayParts["httpJson"];
 }
 
 export interface TestGateway extends RunningGateway {
   store: NodeFileSnapshotStore;
 }
 
+/** The embedded store on `dataDir` behind a loopback gateway. */
 export async function startTestGateway(
   options: TestGatewayOptions,
 ): Promise<TestGateway> {
@@ -31,26 +58,10 @@ export async function startTestGateway(
       ? VARIABLE_LENGTH
       : FIXED_LENGTH,
   });
-  const running = await startGateway({
-    host: "127.0.0.1",
-    port: 0,
-    grpcPort: 0,
-    corsOrigins: options.corsOrigins ?? [],
-    tlsCert: options.tls?.certPath,
-    tlsKey: options.tls?.keyPath,
-  }, { backend: store, auth: options.auth });
+  const running = await startLoopbackGateway({
+    backend: store,
+    auth: options.auth,
+    httpJson: options.httpJson,
+  }, options);
   return { ...running, store };
-}
-
-/** Writes `<dataDir>/<namespace>/<volume>/<snapshot>.img`. */
-export async function writeImage(
-  dataDir: string,
-  namespace: string,
-  volume: string,
-  snapshot: string,
-  bytes: Uint8Array,
-): Promise<void> {
-  const dir = `${dataDir}/${namespace}/${volume}`;
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeFile(`${dir}/${snapshot}.img`, bytes);
 }

@@ -1,26 +1,14 @@
 // Run under Node.js: `sessions` HTTP/2 connections to a native-gRPC URL,
-// each making `calls` sequential GetMetadataAllocated calls (demo/snap-2)
+// each making `calls` sequential GetMetadataAllocated calls (the enveloped
+// request is given in base64; the test encodes it from the generated schema)
 // and then closing with session.close(), which sends GOAWAY. Prints JSON:
 // { ok, retried, failures, bodies: [distinct response bodies, base64] }.
 // A call answered Unavailable is retried once (counted in `retried`), as
 // gRPC clients do: a server's GOAWAY racing a new call refuses it.
 import http2 from "node:http2";
 
-const [url, calls, sessions] = process.argv.slice(2);
-// Envelope + GetMetadataAllocatedRequest{namespace: "demo", snapshot_name: "snap-2"}.
-const request = Buffer.from([
-  0,
-  0,
-  0,
-  0,
-  14,
-  0x12,
-  4,
-  ...Buffer.from("demo"),
-  0x1a,
-  6,
-  ...Buffer.from("snap-2"),
-]);
+const [url, calls, sessions, requestB64] = process.argv.slice(2);
+const request = Buffer.from(requestB64, "base64");
 
 function call(session) {
   return new Promise((resolve, reject) => {

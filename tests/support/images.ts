@@ -1,10 +1,12 @@
 /**
- * Test images: a temporary data dir in the store's layout, and seeded random
+ * Test images: written in the store's layout (into a temporary data dir or
+ * any other), seeded random
  * volume images with the shapes that matter (zero blocks, full blocks, a
  * single non-zero byte at either end of a block, unchanged/changed/trimmed
- * blocks relative to a base).
+ * blocks relative to a base); and the seeded demo's images read back.
  */
 import { join } from "node:path";
+import { DEMO } from "../../src/store/demo-seed.ts";
 
 export const BLOCK = 4096;
 
@@ -66,6 +68,21 @@ export function mutate(rng: Rng, base: Uint8Array, size: number): Uint8Array {
   return img;
 }
 
+/** Writes `<dataDir>/<namespace>/<volume>/<snapshot>.img`; returns its path. */
+export async function writeImage(
+  dataDir: string,
+  namespace: string,
+  volume: string,
+  snapshot: string,
+  bytes: Uint8Array,
+): Promise<string> {
+  const dir = join(dataDir, namespace, volume);
+  await Deno.mkdir(dir, { recursive: true });
+  const path = join(dir, `${snapshot}.img`);
+  await Deno.writeFile(path, bytes);
+  return path;
+}
+
 /** A temporary data dir; `dispose()` removes it. */
 export class TempDataDir {
   private constructor(readonly dir: string) {}
@@ -76,18 +93,14 @@ export class TempDataDir {
     );
   }
 
-  /** Writes `DATA_DIR/<namespace>/<volume>/<snapshot>.img`. */
-  async writeImage(
+  /** Writes `<dir>/<namespace>/<volume>/<snapshot>.img`; returns its path. */
+  writeImage(
     namespace: string,
     volume: string,
     snapshot: string,
     bytes: Uint8Array,
   ): Promise<string> {
-    const dir = join(this.dir, namespace, volume);
-    await Deno.mkdir(dir, { recursive: true });
-    const path = join(dir, `${snapshot}.img`);
-    await Deno.writeFile(path, bytes);
-    return path;
+    return writeImage(this.dir, namespace, volume, snapshot, bytes);
   }
 
   path(...parts: string[]): string {
@@ -97,4 +110,11 @@ export class TempDataDir {
   async dispose(): Promise<void> {
     await Deno.remove(this.dir, { recursive: true });
   }
+}
+
+/** The bytes of a demo snapshot in a data dir the demo was seeded into. */
+export function demoImage(dataDir: string, snapshot: string): Uint8Array {
+  return Deno.readFileSync(
+    join(dataDir, DEMO.namespace, DEMO.volume, `${snapshot}.img`),
+  );
 }

@@ -1,11 +1,18 @@
 /**
- * A whole Kubernetes-mode deployment on one machine: the fake API server
+ * Kubernetes mode on one machine, whole or in part.
+ *
+ * `withGatewayKubeApi`: the fake API server with deploy/rbac.yaml's policy
+ * and the gateway's ServiceAccount, and a KubeApi holding that account's
+ * token, for the pieces that talk to the API server on their own.
+ *
+ * `startKubeFixture`: a whole deployment: the fake API server
  * (its policy taken from deploy/rbac.yaml, so the manifests are what gets
  * tested), sidecar stand-ins for two CSI drivers, volume images and their
  * VolumeSnapshots, and a gateway started with `--backend kubernetes`.
  */
-import { loadAllYaml } from "@kubernetes/client-node";
-import { type RunningGateway, startGateway } from "../../src/server/start.ts";
+import { KubeConfig, loadAllYaml } from "@kubernetes/client-node";
+import { KubeApi } from "../../src/kube/kube-api.ts";
+import type { RunningGateway } from "../../src/server/start.ts";
 import {
   createKubernetesParts,
   type KubernetesParts,
@@ -16,8 +23,9 @@ import {
   type PolicyRule,
   startFakeKube,
 } from "./fake-kube/server.ts";
-import { writeImage } from "./gateway.ts";
+import { startLoopbackGateway } from "./gateway.ts";
 import { startTestUpstream, type TestUpstream } from "./test-upstream.ts";
+import { writeImage } from "./images.ts";
 
 export const GATEWAY_SA = { namespace: "cbt-gateway", name: "cbt-gateway" };
 export const DEPLOY_DIR = new URL("../../deploy/", import.meta.url);
@@ -145,12 +153,10 @@ export async function startKubeFixture(
     }, { discovery: { informer: { retryMs: 50, maxRetryMs: 500 } } });
     let gateway: RunningGateway;
     try {
-      gateway = await startGateway({
-        host: "127.0.0.1",
-        port: 0,
-        grpcPort: 0,
-        corsOrigins: [],
-      }, { backend: parts.backend, auth: parts.auth });
+      gateway = await startLoopbackGateway({
+        backend: parts.backend,
+        auth: parts.auth,
+      });
     } catch (e) {
       await parts.backend.close();
       throw e;
@@ -201,4 +207,30 @@ export async function addSnapshot(
     readyToUse: o.readyToUse,
     restoreSize: o.image.length,
   });
+}
+
+/**
+ * Runs `fn` against a fresh fake API server (policy from deploy/, bookmarks
+ * every 100 ms) with a KubeApi that is the gateway's ServiceAccount; closes
+ * the server afterwards.
+ */
+export async function withGatewayKubeApi(
+  fn: (kube: FakeKube, api: KubeApi) => Promise<void>,
+): Promise<void> {
+  const kube = await startFakeKube({
+    policy: policyFromRbac(await loadManifests()),
+    serviceAccounts: [GATEWAY_SA],
+    bookmarkIntervalMs: 100,
+  });
+  try {
+    const config = new KubeConfig();
+    config.loadFromString(
+      kube.kubeconfig(
+        kube.serviceAccountToken(GATEWAY_SA.namespace, GATEWAY_SA.name),
+      ),
+    );
+    await fn(kube, new KubeApi(config));
+  } finally {
+    await kube.close();
+  }
 }

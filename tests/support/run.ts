@@ -1,4 +1,7 @@
-/** Runs a command to completion and returns its exit code and output. */
+/**
+ * Child processes: run a command to completion (exit code and output), or
+ * stop one that keeps running.
+ */
 export interface RunResult {
   code: number;
   stdout: string;
@@ -42,4 +45,27 @@ export const ROOT = new URL("../..", import.meta.url).pathname.replace(
 /** PATH with the project's npm binaries (buf, protoc-gen-es) first. */
 export function pathWithNodeBin(): string {
   return `${ROOT}/node_modules/.bin:${Deno.env.get("PATH") ?? ""}`;
+}
+
+/**
+ * Stops a running child: SIGTERM (a gateway shuts down gracefully on it),
+ * SIGKILL if it is still there after `graceMs`; resolves with its status.
+ */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  graceMs = 5000,
+): Promise<Deno.CommandStatus> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, graceMs);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -19,9 +19,9 @@ import {
   encodeMetadataMessage,
   FIXED_LENGTH,
 } from "../../src/wire/metadata-message.ts";
+import { ALLOCATED_PATH } from "./grpc-request.ts";
 
 const BLOCK = 4096;
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
 
 function plan(
   name: string,
@@ -48,7 +48,7 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
     stream.on("data", (c: Uint8Array<ArrayBuffer>) => chunks.push(c));
     stream.on("error", () => {});
     stream.on("end", async () => {
-      if (headers[":path"] !== ALLOCATED) {
+      if (headers[":path"] !== ALLOCATED_PATH) {
         stream.respond({ ":status": 200, "grpc-status": "12" });
         stream.end();
         return;

@@ -16,11 +16,12 @@ import type {
   Authenticator,
   AuthRequest,
 } from "../../src/auth/authenticator.ts";
-import { type RunningGateway, startGateway } from "../../src/server/start.ts";
-import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
+import type { RunningGateway } from "../../src/server/start.ts";
 import type { Caller } from "../../src/backend/backend.ts";
 import { issueServerCert, makeCertificateAuthority } from "./certs.ts";
 import type { FakeKube } from "./fake-kube/server.ts";
+import { startLoopbackGateway } from "./gateway.ts";
+import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 
 export interface UpstreamCall {
   /** The security_token as received (the gateway's minted token). */
@@ -196,16 +197,11 @@ export async function startTestUpstream(
     let own = kube.serviceAccountToken(sa.namespace, sa.name);
     const calls: UpstreamCall[] = [];
     const store = new NodeFileSnapshotStore({ dataDir: options.dataDir });
-    running = await startGateway({
-      host: "127.0.0.1",
-      port: 0,
-      grpcPort: 0,
-      corsOrigins: [],
-      tlsCert: cert.certPath,
-      tlsKey: cert.keyPath,
-    }, {
+    running = await startLoopbackGateway({
       backend: store,
       auth: new SidecarAuth(kube, () => own, audience, calls),
+    }, {
+      tls: { certPath: cert.certPath, keyPath: cert.keyPath },
     });
     const port = new URL(running.grpcUrl).port;
     const r = running;
