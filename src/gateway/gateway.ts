@@ -16,6 +16,11 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { CheckedStream, type StreamProgress } from "./checked-stream.ts";
 import { GatewayMetrics, type RpcName } from "./metrics.ts";
 import {
+  LimitExceeded,
+  StreamLimits,
+  type StreamSlot,
+} from "./stream-limits.ts";
+import {
   requireMaxResults,
   requireNamespace,
   requireSnapshotId,
@@ -82,6 +87,14 @@ export interface GatewayObservers {
   log?: (line: string) => void;
 }
 
+/** Observers plus the limits every stream is admitted under. */
+export interface GatewayOptions extends GatewayObservers {
+  /** Concurrency and duration limits (default: none). */
+  limits?: StreamLimits;
+  /** Requests' max_results are clamped to this (default MAX_RESULTS_CAP). */
+  maxResults?: number;
+}
+
 /** A streaming call in progress, for its access-log line and metrics. */
 interface CallRecord {
   rpc: RpcName;
@@ -89,6 +102,8 @@ interface CallRecord {
   snapshot: string;
   caller: string | null;
   startedAt: number;
+  /** The stream's place under the concurrency limits, once admitted. */
+  slot?: StreamSlot;
 }
 
 /** What a streaming call's preparation hands to the stream. */
@@ -105,22 +120,28 @@ function loggable(value: unknown): string {
 
 export class Gateway {
   readonly metrics: GatewayMetrics;
+  readonly limits: StreamLimits;
   readonly #log?: (line: string) => void;
+  readonly #maxResults?: number;
 
   constructor(
     readonly backend: Backend,
     readonly auth: Authenticator,
-    observers: GatewayObservers = {},
+    options: GatewayOptions = {},
   ) {
-    this.metrics = observers.metrics ?? new GatewayMetrics();
-    this.#log = observers.log;
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.limits = options.limits ?? new StreamLimits();
+    this.#log = options.log;
+    this.#maxResults = options.maxResults;
   }
 
-  /** The same gateway with another authenticator (same metrics and log). */
+  /** The same gateway with another authenticator (same metrics, log, limits). */
   withAuth(auth: Authenticator): Gateway {
     return new Gateway(this.backend, auth, {
       metrics: this.metrics,
       log: this.#log,
+      limits: this.limits,
+      maxResults: this.#maxResults,
     });
   }
 
@@ -132,7 +153,8 @@ export class Gateway {
       "GetMetadataAllocated",
       req.namespace,
       req.snapshotName,
-      (record) => this.#prepareAllocated(req, call, record),
+      call,
+      (record, call) => this.#prepareAllocated(req, call, record),
     );
   }
 
@@ -144,7 +166,7 @@ export class Gateway {
     const namespace = requireNamespace(req.namespace);
     const snapshotName = requireSnapshotName("snapshot_name", req.snapshotName);
     const startingOffset = requireStartingOffset(req.startingOffset);
-    const maxResults = requireMaxResults(req.maxResults);
+    const maxResults = requireMaxResults(req.maxResults, this.#maxResults);
     const options = await this.#admitFor(
       record,
       namespace,
@@ -172,7 +194,8 @@ export class Gateway {
       "GetMetadataDelta",
       req.namespace,
       req.targetSnapshotName,
-      (record) => this.#prepareDelta(req, call, record),
+      call,
+      (record, call) => this.#prepareDelta(req, call, record),
     );
   }
 
@@ -187,7 +210,7 @@ export class Gateway {
       req.baseSnapshotId,
     );
     const { targetSnapshotName, startingOffset, maxResults } =
-      deltaStreamFields(req);
+      deltaStreamFields(req, this.#maxResults);
     const options = await this.#admitFor(
       record,
       namespace,
@@ -213,7 +236,8 @@ export class Gateway {
       "GetMetadataDeltaByName",
       req.namespace,
       req.targetSnapshotName,
-      (record) => this.#prepareDeltaByName(req, call, record),
+      call,
+      (record, call) => this.#prepareDeltaByName(req, call, record),
     );
   }
 
@@ -228,7 +252,7 @@ export class Gateway {
       req.baseSnapshotName,
     );
     const { targetSnapshotName, startingOffset, maxResults } =
-      deltaStreamFields(req);
+      deltaStreamFields(req, this.#maxResults);
     // One admission covers the base lookup and the stream.
     const options = await this.#admitFor(
       record,
@@ -258,13 +282,15 @@ export class Gateway {
   /**
    * Runs a streaming call's preparation (validate, admit, open the
    * upstream) and wraps the result in a CheckedStream that reports its end.
-   * Either way ends up in the metrics and as one access-log line.
+   * Either way ends up in the metrics and as one access-log line. A stream
+   * past the maximum duration is aborted with a resumable error.
    */
   async #observed(
     rpc: RpcName,
     namespace: unknown,
     snapshot: unknown,
-    prepare: (record: CallRecord) => Promise<StreamSource>,
+    call: CallEnvelope,
+    prepare: (record: CallRecord, call: CallEnvelope) => Promise<StreamSource>,
   ): Promise<CheckedStream> {
     const record: CallRecord = {
       rpc,
@@ -273,10 +299,14 @@ export class Gateway {
       caller: null,
       startedAt: performance.now(),
     };
+    const cap = this.#durationCap(call);
     let source: StreamSource;
     try {
-      source = await prepare(record);
+      source = await prepare(record, cap.call);
     } catch (e) {
+      cap.clear();
+      record.slot?.release();
+      if (e instanceof LimitExceeded) this.metrics.limited(e.reason);
       const code = codeToString(ConnectError.from(e).code);
       this.metrics.refused(rpc, code);
       this.#writeLog(record, code, true);
@@ -288,6 +318,9 @@ export class Gateway {
       source.startingOffset,
       source.signal,
       (progress, error) => {
+        cap.clear();
+        record.slot?.release();
+        if (cap.reached()) this.metrics.limited("stream_duration");
         const code = error ? codeToString(error.code) : "ok";
         this.metrics.streamFinished(
           rpc,
@@ -300,6 +333,10 @@ export class Gateway {
     );
   }
 
+  /**
+   * Admits the caller (auth), then takes the stream's slot under the
+   * concurrency limits — before anything reaches an upstream.
+   */
   async #admitFor(
     record: CallRecord,
     namespace: string,
@@ -308,7 +345,31 @@ export class Gateway {
   ): Promise<CallOptions> {
     const options = await this.admit(namespace, securityToken, call);
     record.caller = options.caller.username;
+    record.slot = this.limits.admit(options.caller.username);
     return options;
+  }
+
+  /**
+   * The call with its signal also aborting at the maximum stream duration
+   * (the backend stops reading, the client gets the resumable error).
+   */
+  #durationCap(call: CallEnvelope): {
+    call: CallEnvelope;
+    clear: () => void;
+    reached: () => boolean;
+  } {
+    const ms = this.limits.maxDurationMs;
+    if (ms <= 0) return { call, clear: () => {}, reached: () => false };
+    const cut = new AbortController();
+    const timer = setTimeout(
+      () => cut.abort(this.limits.durationExceeded()),
+      ms,
+    );
+    return {
+      call: { ...call, signal: AbortSignal.any([call.signal, cut.signal]) },
+      clear: () => clearTimeout(timer),
+      reached: () => cut.signal.aborted,
+    };
   }
 
   #writeLog(
@@ -388,6 +449,7 @@ function deltaStreamFields(
     DeltaRequest,
     "targetSnapshotName" | "startingOffset" | "maxResults"
   >,
+  maxResultsCap: number | undefined,
 ) {
   return {
     targetSnapshotName: requireSnapshotName(
@@ -395,6 +457,6 @@ function deltaStreamFields(
       req.targetSnapshotName,
     ),
     startingOffset: requireStartingOffset(req.startingOffset),
-    maxResults: requireMaxResults(req.maxResults),
+    maxResults: requireMaxResults(req.maxResults, maxResultsCap),
   };
 }

@@ -94,6 +94,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
     caPem: config.upstreamCa
       ? await Deno.readTextFile(config.upstreamCa)
       : undefined,
+    readAheadBytes: config.readAheadBytes,
   });
   const running = await startGateway(config, {
     backend,

@@ -8,6 +8,7 @@ import type { Authenticator } from "../auth/authenticator.ts";
 import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { Gateway } from "../gateway/gateway.ts";
+import { StreamLimits } from "../gateway/stream-limits.ts";
 import type { Backend } from "../upstream/backend.ts";
 import { startHttpServer } from "./deno-server.ts";
 import { createFetchHandler, type FetchRoute } from "./fetch-handler.ts";
@@ -39,11 +40,26 @@ export async function startGateway(
       Config,
       "host" | "port" | "grpcPort" | "corsOrigins" | "tlsCert" | "tlsKey"
     >
-    & { ticketSecret?: string },
+    & Partial<
+      Pick<
+        Config,
+        | "ticketSecret"
+        | "maxStreams"
+        | "maxStreamsPerCaller"
+        | "maxStreamDurationSeconds"
+        | "maxResults"
+      >
+    >,
   parts: GatewayParts,
 ): Promise<RunningGateway> {
   const gateway = new Gateway(parts.backend, parts.auth ?? new NoAuth(), {
     log: parts.log,
+    limits: new StreamLimits({
+      maxStreams: config.maxStreams,
+      maxStreamsPerCaller: config.maxStreamsPerCaller,
+      maxStreamDurationMs: (config.maxStreamDurationSeconds ?? 0) * 1000,
+    }),
+    maxResults: config.maxResults,
   });
   const shutdown = new AbortController();
   const tls = config.tlsCert && config.tlsKey

@@ -28,12 +28,20 @@ import type {
 import { rawGrpcRuns, retryIfRefused } from "./grpc-relay-call.ts";
 import { connectShielded } from "../http2/goaway-shield.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
+import {
+  type UpstreamWindows,
+  upstreamWindows,
+  widenConnectionWindow,
+  windowSettings,
+} from "./read-ahead.ts";
 
 export interface GrpcRelayOptions {
   /** `http://host:port` (h2c) or `https://host:port` (TLS, ALPN h2). */
   url: string;
   /** PEM CA bundle for an https upstream with a private CA. */
   caPem?: string;
+  /** Per stream, most upstream bytes held for the client (read-ahead.ts). */
+  readAheadBytes?: number;
 }
 
 const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
@@ -44,8 +52,10 @@ export class GrpcRelayBackend implements Backend {
   readonly name = "grpc";
   #session?: http2.ClientHttp2Session;
   #closed = false;
+  readonly #windows: UpstreamWindows;
 
   constructor(private readonly options: GrpcRelayOptions) {
+    this.#windows = upstreamWindows(options.readAheadBytes);
     const url = new URL(options.url);
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new Error(
@@ -161,6 +171,7 @@ export class GrpcRelayBackend implements Backend {
         rawGrpcRuns(this.#connection(), path, request, {
           signal: options.signal,
           headers: token ? { authorization: `Bearer ${token}` } : undefined,
+          highWaterBytes: this.#windows.queueHighWaterBytes,
         })
       );
     return {
@@ -176,7 +187,9 @@ export class GrpcRelayBackend implements Backend {
     // Shielded: a GOAWAY from the upstream would crash Deno (goaway-shield.ts).
     const session = connectShielded(this.options.url, {
       ca: this.options.caPem,
+      ...windowSettings(this.#windows),
     });
+    widenConnectionWindow(session);
     const drop = () => {
       if (this.#session === session) this.#session = undefined;
     };

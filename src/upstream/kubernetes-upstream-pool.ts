@@ -12,12 +12,20 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { rawGrpcCall, retryIfRefused } from "./grpc-relay-call.ts";
 import { connectShielded } from "../http2/goaway-shield.ts";
 import type { DriverService } from "./discovery.ts";
+import {
+  type UpstreamWindows,
+  upstreamWindows,
+  widenConnectionWindow,
+  windowSettings,
+} from "./read-ahead.ts";
 
 export interface UpstreamPoolOptions {
   /** Ping an open connection this often (default 30 s). */
   pingIntervalMs?: number;
   /** Close a connection with no streams after this long (default 5 min). */
   idleTimeoutMs?: number;
+  /** Per stream, most upstream bytes held for the client (read-ahead.ts). */
+  readAheadBytes?: number;
 }
 
 interface Entry {
@@ -44,6 +52,7 @@ export class UpstreamPool {
   readonly #entries = new Map<string, Entry>();
   readonly #pingIntervalMs: number;
   readonly #idleTimeoutMs: number;
+  readonly #windows: UpstreamWindows;
   #closed = false;
   /** Connections opened so far (tests check reuse with it). */
   connectionsOpened = 0;
@@ -51,6 +60,7 @@ export class UpstreamPool {
   constructor(options: UpstreamPoolOptions = {}) {
     this.#pingIntervalMs = options.pingIntervalMs ?? 30_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5 * 60_000;
+    this.#windows = upstreamWindows(options.readAheadBytes);
   }
 
   /** Starts one server-streaming call; yields raw response messages. */
@@ -61,7 +71,10 @@ export class UpstreamPool {
     signal: AbortSignal,
   ): AsyncGenerator<Uint8Array> {
     return retryIfRefused(() =>
-      rawGrpcCall(this.#session(service), path, request, { signal })
+      rawGrpcCall(this.#session(service), path, request, {
+        signal,
+        highWaterBytes: this.#windows.queueHighWaterBytes,
+      })
     );
   }
 
@@ -95,7 +108,9 @@ export class UpstreamPool {
       // SNI carries names only; for an IP the certificate's IP SAN is checked.
       servername: isIP(host) ? undefined : host,
       ALPNProtocols: ["h2"],
+      ...windowSettings(this.#windows),
     });
+    widenConnectionWindow(session);
     this.connectionsOpened++;
     const entry: Entry = {
       caPem,

@@ -39,9 +39,19 @@ export interface SyntheticUpstream {
   close(): Promise<void>;
 }
 
-export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
+/** PEM key and certificate: the upstream then speaks TLS (ALPN h2). */
+export interface SyntheticUpstreamTls {
+  cert: string;
+  key: string;
+}
+
+export async function startSyntheticUpstream(
+  tls?: SyntheticUpstreamTls,
+): Promise<SyntheticUpstream> {
   const sent: number[] = [];
-  const server = http2.createServer();
+  const server = tls
+    ? http2.createSecureServer({ cert: tls.cert, key: tls.key })
+    : http2.createServer();
   server.on("stream", (stream, headers) => {
     const id = sent.push(0) - 1;
     const chunks: Uint8Array<ArrayBuffer>[] = [];
@@ -116,7 +126,7 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     sent,
     close: () =>
       new Promise((resolve) => {
