@@ -16,7 +16,7 @@ import {
   type Envelope,
   EnvelopeSplitter,
   rawGrpcCall,
-} from "../src/upstream/grpc-relay-call.ts";
+} from "../src/adapter/node-http2/grpc-call.ts";
 
 export interface StreamQuery {
   namespace: string;

@@ -4,7 +4,7 @@
  * or a Deployment; flags win over the environment.
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_READ_AHEAD_BYTES } from "./upstream/read-ahead.ts";
+import { DEFAULT_READ_AHEAD_BYTES } from "./adapter/node-http2/read-ahead.ts";
 
 export type BlockMetadataTypeName = "FIXED_LENGTH" | "VARIABLE_LENGTH";
 export type AuthMode = "none" | "kubernetes" | "passthrough";

@@ -14,7 +14,7 @@ import {
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
 import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import { FileSnapshotStore } from "../src/store/file-store.ts";
-import type { Backend } from "../src/upstream/backend.ts";
+import type { Backend } from "../src/backend/backend.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
   allocatedBlocks,

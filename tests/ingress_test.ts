@@ -37,7 +37,7 @@ import type {
   AllocatedQuery,
   Backend,
   CallOptions,
-} from "../src/upstream/backend.ts";
+} from "../src/backend/backend.ts";
 import {
   encodeMetadataMessage,
   FIXED_LENGTH,

@@ -26,7 +26,7 @@ import {
   type Envelope,
   EnvelopeSplitter,
   rawGrpcCall,
-} from "../src/upstream/grpc-relay-call.ts";
+} from "../src/adapter/node-http2/grpc-call.ts";
 import { memory, startGatewayProcess } from "../bench/processes.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 

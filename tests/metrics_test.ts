@@ -8,7 +8,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
-import { createUpstreamGrpcTransport } from "../src/upstream/grpc-transport.ts";
+import { createUpstreamGrpcTransport } from "./support/grpc-transport.ts";
 import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import { startGateway } from "../src/server/start.ts";
 import { FileSnapshotStore } from "../src/store/file-store.ts";
@@ -24,7 +24,7 @@ import type {
   CallOptions,
   DeltaQuery,
   EncodedMessageStream,
-} from "../src/upstream/backend.ts";
+} from "../src/backend/backend.ts";
 import { DEMO_BLOCKS, parseNdjson, tuplesOf } from "./support/json-records.ts";
 
 const TOKEN = "s3cret-token-must-not-be-logged";

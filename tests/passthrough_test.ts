@@ -21,8 +21,8 @@ import {
   type Envelope,
   EnvelopeSplitter,
   rawGrpcCall,
-} from "../src/upstream/grpc-relay-call.ts";
-import { GrpcRelayBackend } from "../src/upstream/grpc-relay.ts";
+} from "../src/adapter/node-http2/grpc-call.ts";
+import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
 import { startGateway } from "../src/server/start.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 

@@ -9,7 +9,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
-import { GrpcRelayBackend } from "../src/upstream/grpc-relay.ts";
+import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
 import { startGateway } from "../src/server/start.ts";
 import {
   allocatedBlocks,

@@ -9,7 +9,7 @@ import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
 import type {
   CallOptions,
   EncodedMessageStream,
-} from "../src/upstream/backend.ts";
+} from "../src/backend/backend.ts";
 import {
   decodeMetadataMessage,
   FIXED_LENGTH,

@@ -13,7 +13,7 @@ import {
   type KubeApi,
   type ReviewedUser,
 } from "../kube/kube-api.ts";
-import type { Caller } from "../upstream/backend.ts";
+import type { Caller } from "../backend/backend.ts";
 import {
   type Authenticator,
   type AuthRequest,

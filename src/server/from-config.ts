@@ -3,12 +3,12 @@
  * CLI prints (URLs and a ready-to-paste call).
  */
 import { type Config, ConfigError } from "../config.ts";
-import { type Authenticator, NoAuth } from "../auth/authenticator.ts";
-import { PassthroughAuth } from "../auth/passthrough-auth.ts";
+import type { Authenticator } from "../auth/authenticator.ts";
 import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
 import { FileSnapshotStore } from "../store/file-store.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
-import { GrpcRelayBackend } from "../upstream/grpc-relay.ts";
+import { GrpcRelayBackend } from "../relay/grpc-relay.ts";
+import { callerAuth } from "./caller-auth.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
 export interface StartedFromConfig extends RunningGateway {
@@ -28,7 +28,7 @@ export async function startFromConfig(
     throw new Error(`backend ${config.backend} is not available in this build`);
   }
   // Auth first: a refused configuration leaves the data dir untouched.
-  const auth = await callerAuth(config);
+  const auth = await authFor(config);
   const seeded = await seedDemoIfEmpty(config.dataDir);
   const backend = new FileSnapshotStore({
     dataDir: config.dataDir,
@@ -60,31 +60,19 @@ export async function startFromConfig(
 }
 
 /**
- * Caller auth for the embedded and relay backends (Kubernetes mode builds
- * its own). Kubernetes' client is loaded only when it is used.
+ * Caller auth for the embedded and relay backends (Kubernetes mode gets it
+ * with its parts). Kubernetes' client is loaded only when it is used.
  */
-async function callerAuth(config: Config): Promise<Authenticator> {
-  switch (config.auth) {
-    case "none":
-      return new NoAuth();
-    case "passthrough":
-      if (config.backend === "embedded") {
-        throw new ConfigError(
-          "--auth passthrough forwards callers' tokens to an upstream to check, and the embedded store has none: use --auth kubernetes",
-        );
-      }
-      return new PassthroughAuth();
-    case "kubernetes": {
-      const { KubeApi, loadKubeConfig } = await import("../kube/kube-api.ts");
-      const { KubernetesAuth } = await import("../auth/kubernetes-auth.ts");
-      return new KubernetesAuth(
-        new KubeApi(loadKubeConfig(config.kubeconfig)),
-        {
-          audiences: config.authAudiences,
-        },
-      );
-    }
+async function authFor(config: Config): Promise<Authenticator> {
+  if (config.auth === "passthrough" && config.backend === "embedded") {
+    throw new ConfigError(
+      "--auth passthrough forwards callers' tokens to an upstream to check, and the embedded store has none: use --auth kubernetes",
+    );
   }
+  const kubernetes = config.auth === "kubernetes"
+    ? await import("./kubernetes-mode.ts")
+    : undefined;
+  return callerAuth(config.auth, () => kubernetes!.kubernetesAuth(config));
 }
 
 /** --backend grpc: relay to a static upstream (no store, no demo seed). */
@@ -98,7 +86,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
   });
   const running = await startGateway(config, {
     backend,
-    auth: await callerAuth(config),
+    auth: await authFor(config),
     log: accessLog,
   });
   return {
@@ -115,7 +103,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
 async function startKubernetes(config: Config): Promise<StartedFromConfig> {
   // Loaded on demand: the embedded default needn't pay for client-node.
   const { createKubernetesParts } = await import(
-    "../upstream/kubernetes-mode.ts"
+    "./kubernetes-mode.ts"
   );
   const { backend, auth } = createKubernetesParts(config);
   let running;

@@ -9,10 +9,11 @@ import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import { StreamLimits } from "../gateway/stream-limits.ts";
-import type { Backend } from "../upstream/backend.ts";
-import { startHttpServer } from "./deno-server.ts";
-import { createFetchHandler, type FetchRoute } from "./fetch-handler.ts";
-import { startGrpcServer } from "./grpc-server.ts";
+import type { Backend } from "../backend/backend.ts";
+import { startHttpServer } from "../adapter/deno/http-server.ts";
+import type { FetchRoute } from "../front/fetch-route.ts";
+import { createFetchHandler } from "./fetch-handler.ts";
+import { startGrpcServer } from "../adapter/node-http2/grpc-server.ts";
 import { createHttpJsonRoutes } from "../front/http-json/index.ts";
 import { createUiRoute } from "../ui/ui-route.ts";
 

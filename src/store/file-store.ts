@@ -15,7 +15,7 @@ import type {
   DeltaQuery,
   EncodedMessageStream,
   SnapshotInfo,
-} from "../upstream/backend.ts";
+} from "../backend/backend.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
 import {
   BLOCK_SIZE,

@@ -18,7 +18,7 @@ import type {
 } from "../../src/auth/authenticator.ts";
 import { type RunningGateway, startGateway } from "../../src/server/start.ts";
 import { FileSnapshotStore } from "../../src/store/file-store.ts";
-import type { Caller } from "../../src/upstream/backend.ts";
+import type { Caller } from "../../src/backend/backend.ts";
 import { issueServerCert, makeCertificateAuthority } from "./certs.ts";
 import type { FakeKube } from "./fake-kube/server.ts";
 

@@ -4,7 +4,6 @@
  * failure to start is an HTTP status, not a 200 with an error record), then
  * answer as NDJSON, SSE or one JSON document.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
 import type { CheckedStream } from "../../gateway/checked-stream.ts";
 import {
@@ -246,15 +245,6 @@ async function jsonDocument(
         "cache-control": "no-store",
       },
     },
-  );
-}
-
-/** For routes that exist but not with this method. */
-export function methodNotAllowed(allow: string): Response {
-  return errorResponse(
-    new ConnectError(`method not allowed; use ${allow}`, Code.Unimplemented),
-    405,
-    { allow },
   );
 }
 

@@ -19,10 +19,10 @@ import type {
   DeltaQuery,
   EncodedMessageStream,
   SnapshotInfo,
-} from "./backend.ts";
+} from "../backend/backend.ts";
 import type { Discovery, ResolvedSnapshot } from "./discovery.ts";
-import { alignDown, dropTuplesBefore } from "./kubernetes-offset-alignment.ts";
-import type { UpstreamPool } from "./kubernetes-upstream-pool.ts";
+import { alignDown, dropTuplesBefore } from "./offset-alignment.ts";
+import type { UpstreamPool } from "../adapter/node-http2/upstream-pool.ts";
 import type { TokenMinter } from "./token-minter.ts";
 
 const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";

@@ -21,11 +21,13 @@ import * as tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import { registerServices } from "../front/connect-services.ts";
-import { createNodePassthrough } from "../front/passthrough/node-passthrough.ts";
-import type { Gateway } from "../gateway/gateway.ts";
-import { DEFAULT_READ_MAX_BYTES } from "./fetch-handler.ts";
-import { shieldGoaway } from "../http2/goaway-shield.ts";
+import {
+  DEFAULT_READ_MAX_BYTES,
+  registerServices,
+} from "../../front/connect-services.ts";
+import { createNodePassthrough } from "./frame-relay.ts";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { shieldGoaway } from "./goaway-shield.ts";
 
 export interface GrpcServerOptions {
   hostname: string;

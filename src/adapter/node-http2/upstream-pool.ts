@@ -9,9 +9,9 @@
 import * as http2 from "node:http2";
 import { isIP } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { rawGrpcCall, retryIfRefused } from "./grpc-relay-call.ts";
-import { connectShielded } from "../http2/goaway-shield.ts";
-import type { DriverService } from "./discovery.ts";
+import { rawGrpcCall, retryIfRefused } from "./grpc-call.ts";
+import { connectShielded } from "./goaway-shield.ts";
+import type { DriverService } from "../../kubernetes/discovery.ts";
 import {
   type UpstreamWindows,
   upstreamWindows,

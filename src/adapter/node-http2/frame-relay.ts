@@ -13,9 +13,18 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { binaryProtocolOf, grpcStatusHeaders } from "./framing.ts";
-import { PASSTHROUGH_METHODS, type StartStream } from "./methods.ts";
-import { openCall, type PassthroughOptions } from "./call.ts";
+import {
+  binaryProtocolOf,
+  grpcStatusHeaders,
+} from "../../front/frame-relay/framing.ts";
+import {
+  PASSTHROUGH_METHODS,
+  type StartStream,
+} from "../../front/frame-relay/methods.ts";
+import {
+  openCall,
+  type PassthroughOptions,
+} from "../../front/frame-relay/call.ts";
 
 type Request = http2.Http2ServerRequest;
 type Response = http2.Http2ServerResponse;

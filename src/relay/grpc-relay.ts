@@ -24,16 +24,19 @@ import type {
   DeltaQuery,
   EncodedMessageStream,
   SnapshotInfo,
-} from "./backend.ts";
-import { rawGrpcRuns, retryIfRefused } from "./grpc-relay-call.ts";
-import { connectShielded } from "../http2/goaway-shield.ts";
+} from "../backend/backend.ts";
+import {
+  rawGrpcRuns,
+  retryIfRefused,
+} from "../adapter/node-http2/grpc-call.ts";
+import { connectShielded } from "../adapter/node-http2/goaway-shield.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 import {
   type UpstreamWindows,
   upstreamWindows,
   widenConnectionWindow,
   windowSettings,
-} from "./read-ahead.ts";
+} from "../adapter/node-http2/read-ahead.ts";
 
 export interface GrpcRelayOptions {
   /** `http://host:port` (h2c) or `https://host:port` (TLS, ALPN h2). */

@@ -19,7 +19,7 @@ import {
   EnvelopeQueue,
   forEachEnvelope,
   messagesOfRuns,
-} from "../wire/envelopes.ts";
+} from "../../wire/envelopes.ts";
 
 /** Messages larger than this are refused (a 2048-tuple message is ~25 KB). */
 const READ_MAX_BYTES = 16 * 1024 * 1024;
