@@ -12,7 +12,7 @@ import { CheckedStream } from "./checked-stream.ts";
 import type { CallContext } from "./gateway.ts";
 import type { GatewayMetrics, RpcName } from "./metrics.ts";
 import {
-  LimitExceeded,
+  limitReason,
   type StreamLimits,
   type StreamSlot,
 } from "./stream-limits.ts";
@@ -57,7 +57,7 @@ export class ObservedCall {
 
   /**
    * The authenticator has said who is calling: take the stream's slot
-   * (throws LimitExceeded when the caller or the gateway is at its limit).
+   * (throws ResourceExhausted when the caller or the gateway is at its limit).
    */
   admitted(username: string): void {
     this.#call.caller = username;
@@ -67,7 +67,8 @@ export class ObservedCall {
   /** The call was refused before a stream started; returns the error. */
   refused(error: unknown): unknown {
     this.#ended();
-    if (error instanceof LimitExceeded) this.metrics.limited(error.reason);
+    const limit = limitReason(error);
+    if (limit) this.metrics.limited(limit);
     const code = codeToString(ConnectError.from(error).code);
     this.metrics.refused(this.#call.rpc, code);
     if (this.log) writeAccessLog(this.log, this.#call, code, true);

@@ -38,12 +38,22 @@ export const RETRY_AFTER_SECONDS = 1;
 /** The metadata key (and HTTP header) with the seconds to wait. */
 export const RETRY_AFTER_KEY = "retry-after";
 
-/** A refusal for a count limit, with its reason for the metrics. */
-export class LimitExceeded extends ConnectError {
-  constructor(message: string, readonly reason: LimitReason) {
-    super(message, Code.ResourceExhausted);
-    this.metadata.set(RETRY_AFTER_KEY, String(RETRY_AFTER_SECONDS));
-  }
+/** Which limit refused a call (a ConnectError subclass would not do: its instanceof matches any ConnectError). */
+const REASON = Symbol("limit reason");
+
+/** A refusal for a count limit: ResourceExhausted with a retry-after hint. */
+function limitExceeded(message: string, reason: LimitReason): ConnectError {
+  const e = new ConnectError(message, Code.ResourceExhausted);
+  e.metadata.set(RETRY_AFTER_KEY, String(RETRY_AFTER_SECONDS));
+  Object.defineProperty(e, REASON, { value: reason });
+  return e;
+}
+
+/** The limit that refused a call, if that is what `e` is. */
+export function limitReason(e: unknown): LimitReason | undefined {
+  return e instanceof ConnectError
+    ? (e as unknown as Record<symbol, LimitReason | undefined>)[REASON]
+    : undefined;
 }
 
 /** One admitted stream: give its slot back exactly once when it ends. */
@@ -69,17 +79,17 @@ export class StreamLimits {
     return this.#open;
   }
 
-  /** Takes a slot for `caller` or throws LimitExceeded. */
+  /** Takes a slot for `caller`, or throws ResourceExhausted (limitReason() says which limit). */
   admit(caller: string): StreamSlot {
     if (this.#maxStreams > 0 && this.#open >= this.#maxStreams) {
-      throw new LimitExceeded(
+      throw limitExceeded(
         `the gateway is serving its maximum of ${this.#maxStreams} streams; retry shortly`,
         "streams_total",
       );
     }
     const mine = this.#perCaller.get(caller) ?? 0;
     if (this.#maxPerCaller > 0 && mine >= this.#maxPerCaller) {
-      throw new LimitExceeded(
+      throw limitExceeded(
         `this caller already has ${mine} streams open (the maximum); retry when one ends`,
         "streams_per_caller",
       );
