@@ -21,7 +21,6 @@ export class ObservedCall {
   readonly #call: LoggedCall;
   #slot?: StreamSlot;
   #durationTimer?: ReturnType<typeof setTimeout>;
-  #durationReached = false;
 
   constructor(
     private readonly metrics: GatewayMetrics,
@@ -49,7 +48,7 @@ export class ObservedCall {
     if (ms <= 0) return call;
     const cut = new AbortController();
     this.#durationTimer = setTimeout(() => {
-      this.#durationReached = true;
+      this.metrics.limited("stream_duration");
       cut.abort(this.limits.durationExceeded());
     }, ms);
     return { ...call, signal: AbortSignal.any([call.signal, cut.signal]) };
@@ -83,9 +82,13 @@ export class ObservedCall {
   ): CheckedStream {
     const { rpc, startedAt } = this.#call;
     this.metrics.streamStarted(rpc);
+    // An aborted call (client gone, duration reached, shutdown) has stopped
+    // its upstream: its slot is free even if nobody reads the stream's end.
+    const onAbort = () => this.#ended();
+    signal.addEventListener("abort", onAbort, { once: true });
     return new CheckedStream(upstream, startingOffset, signal, (p, error) => {
+      signal.removeEventListener("abort", onAbort);
       this.#ended();
-      if (this.#durationReached) this.metrics.limited("stream_duration");
       const code = error ? codeToString(error.code) : "ok";
       const seconds = (performance.now() - startedAt) / 1000;
       this.metrics.streamFinished(rpc, code, p, seconds);

@@ -5,7 +5,8 @@
  * honours HTTP/2 flow control and counts the bytes it has written per stream,
  * so tests can see how far it ran ahead of the consumer.
  *
- * Snapshot names choose the stream:
+ * Snapshot names choose the stream (from the tuple that ends after
+ * starting_offset, as a driver does):
  *   t<N>        N tuples of 4 KiB, then grpc-status 0
  *   fail<N>     N tuples, then grpc-status 14 (Unavailable) "upstream lost"
  *   disorder    two messages, the second going backwards (invariant broken)
@@ -86,7 +87,8 @@ export async function startSyntheticUpstream(
           ),
       );
       const offsets: number[] = [], sizes: number[] = [];
-      for (let done = 0; done < total && !stream.closed; done += per) {
+      const first = Math.floor(Number(req.startingOffset) / BLOCK);
+      for (let done = first; done < total && !stream.closed; done += per) {
         const n = Math.min(per, total - done);
         offsets.length = sizes.length = n;
         for (let i = 0; i < n; i++) {
