@@ -8,7 +8,7 @@
  * already queued still go out before it), so the checked stream attaches
  * it then.
  */
-import { type Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 /** The metadata key (trailer) carrying the offset to resume from. */
 export const NEXT_OFFSET_KEY = "cbt-next-offset";
@@ -28,11 +28,29 @@ export function isResumable(e: unknown): e is ConnectError {
     (e as unknown as Record<symbol, unknown>)[RESUMABLE] === true;
 }
 
-/** Sets (or replaces) the resume offset an error carries. */
+/**
+ * The error as one stream ends with it, carrying that stream's resume
+ * offset: a copy, since one error (e.g. shutdown) may end many streams.
+ */
 export function attachNextOffset(
   error: ConnectError,
   nextOffset: number,
 ): ConnectError {
-  error.metadata.set(NEXT_OFFSET_KEY, String(nextOffset));
-  return error;
+  const metadata = new Headers(error.metadata);
+  metadata.set(NEXT_OFFSET_KEY, String(nextOffset));
+  const copy = new ConnectError(
+    error.rawMessage,
+    error.code,
+    metadata,
+    undefined,
+    error.cause,
+  );
+  copy.details.push(...error.details);
+  Object.defineProperty(copy, RESUMABLE, { value: true });
+  return copy;
+}
+
+/** What a server shutting down ends its running streams with. */
+export function shutdownError(): ConnectError {
+  return resumableError("the server is shutting down", Code.Unavailable);
 }

@@ -3,12 +3,12 @@
  * on Deno.serve, and native gRPC on node:http2. `main.ts` and the tests both
  * start gateways through here.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Authenticator } from "../auth/authenticator.ts";
 import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import { StreamLimits } from "../gateway/stream-limits.ts";
+import { shutdownError } from "../gateway/resumable-error.ts";
 import type { Backend } from "../backend/backend.ts";
 import { startHttpServer } from "../adapter/deno/http-server.ts";
 import type { FetchRoute } from "../front/fetch-route.ts";
@@ -105,7 +105,7 @@ export async function startGateway(
     grpcUrl: grpc.url,
     async close() {
       shutdown.abort(
-        new ConnectError("the server is shutting down", Code.Unavailable),
+        shutdownError(),
       );
       await Promise.all([http.close(), grpc.close()]);
       await parts.backend.close();
