@@ -12,7 +12,11 @@
  *   disorder    two messages, the second going backwards (invariant broken)
  */
 import * as http2 from "node:http2";
+import * as net from "node:net";
+import * as tlsNet from "node:tls";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { shieldGoaway } from "../../src/adapter/node-http2/goaway-shield.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { GetMetadataAllocatedRequestSchema } from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
@@ -50,9 +54,27 @@ export async function startSyntheticUpstream(
   tls?: SyntheticUpstreamTls,
 ): Promise<SyntheticUpstream> {
   const sent: number[] = [];
-  const server = tls
-    ? http2.createSecureServer({ cert: tls.cert, key: tls.key })
-    : http2.createServer();
+  // Connections come through the GOAWAY shield, as in the gateway's own
+  // server: a gateway closing its session (shutdown) sends GOAWAY, which
+  // would abort this process inside Deno's nghttp2 (denoland/deno#36788).
+  const server = http2.createServer();
+  const listener = tls
+    ? tlsNet.createServer({
+      cert: tls.cert,
+      key: tls.key,
+      ALPNProtocols: ["h2"],
+    })
+    : net.createServer();
+  const sockets = new Set<Duplex>();
+  listener.on(tls ? "secureConnection" : "connection", (raw: Duplex) => {
+    sockets.add(raw);
+    raw.once("close", () => sockets.delete(raw));
+    // The peer's GOAWAY only means it is leaving: it closes the connection.
+    server.emit(
+      "connection",
+      shieldGoaway(raw, { server: true, onGoaway() {} }),
+    );
+  });
   server.on("stream", (stream, headers) => {
     const id = sent.push(0) - 1;
     const chunks: Uint8Array<ArrayBuffer>[] = [];
@@ -125,15 +147,16 @@ export async function startSyntheticUpstream(
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
+  const port = (listener.address() as AddressInfo).port;
   return {
     url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     sent,
     close: () =>
       new Promise((resolve) => {
         for (const s of sessions) s.destroy();
-        server.close(() => resolve());
+        for (const raw of sockets) raw.destroy();
+        listener.close(() => resolve());
       }),
   };
 }

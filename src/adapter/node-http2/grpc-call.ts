@@ -179,6 +179,11 @@ export async function* rawGrpcRuns(
       if (ended) break;
       await new Promise<void>((resolve) => (wake = resolve));
     }
+    // Cut by our own cancel (client gone, deadline, shutdown), whatever state
+    // the stream was left in: the caller's signal says why.
+    if (options.signal.aborted) {
+      throw new ConnectError("call cancelled by the client", Code.Canceled);
+    }
     if (httpStatus !== 200) {
       throw new ConnectError(
         `upstream answered HTTP ${httpStatus}`,
