@@ -28,7 +28,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
 import { NEXT_OFFSET_KEY } from "../src/gateway/resumable-error.ts";
 import { createUpstreamGrpcTransport } from "./support/grpc-transport.ts";
@@ -129,7 +129,10 @@ Deno.test("concurrent streams per caller and in total: ResourceExhausted / 429 b
     corsOrigins: [],
     maxStreams: 2,
     maxStreamsPerCaller: 1,
-  }, { backend: new GrpcRelayBackend({ url: upstream.url }), auth: auth() });
+  }, {
+    backend: new NodeGrpcRelayBackend({ url: upstream.url }),
+    auth: auth(),
+  });
   const held: { close: () => void }[] = [];
   try {
     // alice holds one stream open: her per-caller limit is reached. (Over
@@ -220,7 +223,7 @@ Deno.test("max_results is clamped to --max-results", async () => {
     grpcPort: 0,
     corsOrigins: [],
     maxResults: 100,
-  }, { backend: new GrpcRelayBackend({ url: upstream.url }) });
+  }, { backend: new NodeGrpcRelayBackend({ url: upstream.url }) });
   try {
     for (const protocol of RPC_PROTOCOLS) {
       const sizes = [];
@@ -340,7 +343,7 @@ Deno.test("the maximum stream duration ends streams resumably; resuming from the
   }, {
     // A small read-ahead bound, so each stalled segment gets a little of
     // the stream and the test resumes several times.
-    backend: new GrpcRelayBackend({
+    backend: new NodeGrpcRelayBackend({
       url: upstream.url,
       readAheadBytes: 64 * 1024,
     }),

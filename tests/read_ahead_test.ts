@@ -23,7 +23,7 @@ import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { GetMetadataAllocatedRequestSchema } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { memory, startGatewayProcess } from "../bench/processes.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
-import { EnvelopeSplitter } from "../src/adapter/node-http2/grpc-call.ts";
+import { EnvelopeSplitter } from "./support/envelope-splitter.ts";
 import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
 
 const MiB = 2 ** 20;

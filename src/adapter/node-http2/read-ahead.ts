@@ -17,8 +17,7 @@
  * windows).
  */
 import type * as http2 from "node:http2";
-
-export const DEFAULT_READ_AHEAD_BYTES = 1024 * 1024;
+import { DEFAULT_READ_AHEAD_BYTES } from "../../config.ts";
 
 /** The connection-level window: HTTP/2's largest (2^31 - 1). */
 export const CONNECTION_WINDOW_BYTES = 2 ** 31 - 1;
