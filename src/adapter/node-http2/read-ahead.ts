@@ -1,6 +1,6 @@
 /**
  * How far a stream's upstream may run ahead of its client: the read-ahead
- * bound (`--read-ahead-bytes`, default 1 MiB) split between the two places
+ * bound (`--read-ahead-bytes`, default 1 MiB) split between the places
  * upstream bytes wait inside the gateway.
  *
  * - The HTTP/2 stream window the gateway advertises upstream: the upstream
