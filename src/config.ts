@@ -36,6 +36,15 @@ export interface Config {
   upstreamUrl?: string;
   /** grpc backend: PEM CA file for an https upstream. */
   upstreamCa?: string;
+  /** Per stream: most upstream bytes held beyond what the client has taken. */
+  readAheadBytes: number;
+  /** Streams open at once, in total and per caller; 0 = no limit. */
+  maxStreams: number;
+  maxStreamsPerCaller: number;
+  /** Seconds a stream may run before the gateway ends it (resumably); 0 = none. */
+  maxStreamDurationSeconds: number;
+  /** Largest max_results passed on; larger requests are clamped to it. */
+  maxResults: number;
   help: boolean;
 }
 
@@ -72,6 +81,14 @@ Usage: deno task start [flags]
   --upstream-ca <file>             grpc backend: PEM CA for an https upstream
   --ticket-secret <secret>         HMAC key (at least 32 bytes) for EventSource stream tickets;
                                    give every replica the same one (default: random per process)
+  --read-ahead-bytes <n>           per stream, most upstream bytes read beyond what the client
+                                   has taken (default 1048576 = 1 MiB; at least 65536)
+  --max-streams <n>                streams open at once in total (default 1024; 0 = no limit)
+  --max-streams-per-caller <n>     streams open at once per caller identity (default 0 = no limit)
+  --max-stream-duration <time>     end a stream after this long with a resumable
+                                   ResourceExhausted carrying the offset to go on from
+                                   (e.g. 600, 600s, 10m, 1h; default 0 = no limit)
+  --max-results <n>                clamp each request's max_results to this (default 65536)
   --help                           this text
 
 Each flag can also be set as an environment variable: --grpc-port is CBT_GATEWAY_GRPC_PORT.
@@ -99,6 +116,39 @@ function parsePort(flag: string, value: string): number {
     );
   }
   return n;
+}
+
+/** Per stream, most upstream bytes held for the client: 1 MiB. */
+export const DEFAULT_READ_AHEAD_BYTES = 1024 * 1024;
+/** Below this, HTTP/2 windows get too small to stream at any speed. */
+const MIN_READ_AHEAD_BYTES = 64 * 1024;
+/** The largest max_results the gateway passes on (keeps messages < 4 MiB). */
+export const DEFAULT_MAX_RESULTS = 65536;
+
+function parseCount(flag: string, value: string, min = 0): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(
+      `--${flag} must be a whole number${
+        min > 0 ? ` of at least ${min}` : ""
+      }, got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
+/** `600`, `600s`, `10m` or `1h` → seconds. */
+function parseSeconds(flag: string, value: string): number {
+  const m = /^(\d+)(s|m|h)?$/.exec(value);
+  if (!m) {
+    throw new ConfigError(
+      `--${flag} must be a duration like 600, 600s, 10m or 1h, got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return Number(m[1]) *
+    { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h" ?? "s"];
 }
 
 function oneOf<T extends string>(
@@ -131,6 +181,11 @@ const STRING_FLAGS = [
   "upstream-url",
   "upstream-ca",
   "ticket-secret",
+  "read-ahead-bytes",
+  "max-streams",
+  "max-streams-per-caller",
+  "max-stream-duration",
+  "max-results",
 ] as const;
 const LIST_FLAGS = [
   "cors-origin",
@@ -279,6 +334,25 @@ export function parseConfig(
     ticketSecret,
     upstreamUrl,
     upstreamCa: get("upstream-ca"),
+    readAheadBytes: parseCount(
+      "read-ahead-bytes",
+      get("read-ahead-bytes") ?? String(DEFAULT_READ_AHEAD_BYTES),
+      MIN_READ_AHEAD_BYTES,
+    ),
+    maxStreams: parseCount("max-streams", get("max-streams") ?? "1024"),
+    maxStreamsPerCaller: parseCount(
+      "max-streams-per-caller",
+      get("max-streams-per-caller") ?? "0",
+    ),
+    maxStreamDurationSeconds: parseSeconds(
+      "max-stream-duration",
+      get("max-stream-duration") ?? "0",
+    ),
+    maxResults: parseCount(
+      "max-results",
+      get("max-results") ?? String(DEFAULT_MAX_RESULTS),
+      1,
+    ),
     help: values.help === true,
   };
 }

@@ -83,3 +83,57 @@ Deno.test("bad values are refused with the flag's name", () => {
     );
   }
 });
+
+Deno.test("limits and read-ahead: defaults, flags, environment, refusals", () => {
+  const d = parseConfig([], {});
+  deepStrictEqual(
+    [
+      d.readAheadBytes,
+      d.maxStreams,
+      d.maxStreamsPerCaller,
+      d.maxStreamDurationSeconds,
+      d.maxResults,
+    ],
+    [1048576, 1024, 0, 0, 65536],
+  );
+  const c = parseConfig([
+    "--read-ahead-bytes",
+    "262144",
+    "--max-stream-duration=10m",
+    "--max-results",
+    "512",
+  ], {
+    CBT_GATEWAY_MAX_STREAMS: "64",
+    CBT_GATEWAY_MAX_STREAMS_PER_CALLER: "4",
+    CBT_GATEWAY_MAX_STREAM_DURATION: "1h",
+  });
+  deepStrictEqual(
+    [
+      c.readAheadBytes,
+      c.maxStreams,
+      c.maxStreamsPerCaller,
+      c.maxStreamDurationSeconds,
+      c.maxResults,
+    ],
+    [262144, 64, 4, 600, 512],
+  );
+  equal(
+    parseConfig(["--max-stream-duration", "90"], {}).maxStreamDurationSeconds,
+    90,
+  );
+  const cases: [string[], RegExp][] = [
+    [["--read-ahead-bytes", "1000"], /--read-ahead-bytes .*at least 65536/],
+    [["--read-ahead-bytes", "1MiB"], /--read-ahead-bytes/],
+    [["--max-streams", "-1"], /--max-streams/],
+    [["--max-streams-per-caller", "two"], /--max-streams-per-caller/],
+    [["--max-stream-duration", "10 minutes"], /--max-stream-duration/],
+    [["--max-results", "0"], /--max-results .*at least 1/],
+  ];
+  for (const [args, pattern] of cases) {
+    throws(
+      () => parseConfig(args, {}),
+      (e: unknown) => e instanceof ConfigError && pattern.test(e.message),
+      args.join(" "),
+    );
+  }
+});

@@ -10,6 +10,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import { Policy } from "./support/fake-kube/server.ts";
+import { parseConfig } from "../src/config.ts";
 import { randomImage, Rng } from "./support/images.ts";
 import {
   addSnapshot,
@@ -63,6 +64,90 @@ Deno.test("deploy/ manifests parse and agree with each other", async () => {
     equal(deploy.spec.template.metadata.labels[k], v);
   }
   for (const p of svc.spec.ports) ok(p.targetPort in ports, p.targetPort);
+});
+
+Deno.test("deploy/ replicas: env → config, ticket key from a Secret, HPA, PDB, spread, Gateway API routes", async () => {
+  const manifests = await loadManifests();
+  const deploy = one(manifests, "Deployment", "cbt-gateway");
+  const podLabels = deploy.spec.template.metadata.labels;
+  const matches = (selector: Manifest) =>
+    Object.entries(selector.matchLabels).every(([k, v]) => podLabels[k] === v);
+  const pod = deploy.spec.template.spec;
+  const [container] = pod.containers;
+
+  // Every CBT_GATEWAY_* variable is a real flag: the config it parses to
+  // (with the Secret's value filled in) carries each one.
+  const env: Record<string, string> = {};
+  for (const e of container.env) {
+    ok(e.name.startsWith("CBT_GATEWAY_"), e.name);
+    env[e.name] = e.value ?? "x".repeat(48);
+  }
+  const secretRef = container.env.find((e: Manifest) =>
+    e.name === "CBT_GATEWAY_TICKET_SECRET"
+  )?.valueFrom?.secretKeyRef;
+  ok(secretRef?.name && secretRef?.key, "ticket secret comes from a Secret");
+  equal(
+    manifests.filter((m) => m.kind === "Secret").length,
+    0,
+    "no key is shipped in deploy/",
+  );
+  const config = parseConfig(container.args, env);
+  equal(config.ticketSecret, "x".repeat(48));
+  equal(config.readAheadBytes, Number(env.CBT_GATEWAY_READ_AHEAD_BYTES));
+  equal(config.maxStreams, Number(env.CBT_GATEWAY_MAX_STREAMS));
+  equal(
+    config.maxStreamsPerCaller,
+    Number(env.CBT_GATEWAY_MAX_STREAMS_PER_CALLER),
+  );
+  ok(config.maxStreamDurationSeconds > 0);
+
+  // Spread over nodes and zones, counting this Deployment's pods.
+  const keys = pod.topologySpreadConstraints.map((c: Manifest) => {
+    ok(matches(c.labelSelector), c.topologyKey);
+    return c.topologyKey;
+  });
+  deepStrictEqual(keys.sort(), [
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+  ]);
+  equal(deploy.spec.strategy.rollingUpdate.maxUnavailable, 0);
+
+  const hpa = one(manifests, "HorizontalPodAutoscaler", "cbt-gateway");
+  equal(hpa.apiVersion, "autoscaling/v2");
+  deepStrictEqual({ ...hpa.spec.scaleTargetRef }, {
+    apiVersion: deploy.apiVersion,
+    kind: "Deployment",
+    name: deploy.metadata.name,
+  });
+  ok(hpa.spec.minReplicas >= 2 && hpa.spec.maxReplicas > hpa.spec.minReplicas);
+
+  const pdb = one(manifests, "PodDisruptionBudget", "cbt-gateway");
+  equal(pdb.apiVersion, "policy/v1");
+  ok(matches(pdb.spec.selector), "the PDB selects the gateway's pods");
+  ok(pdb.spec.maxUnavailable < hpa.spec.minReplicas);
+
+  // The routes reach the Service's ports: HTTP for the fetch front, h2c for gRPC.
+  const svc = one(manifests, "Service", "cbt-gateway");
+  const svcPort = (n: number) =>
+    svc.spec.ports.find((p: Manifest) => p.port === n);
+  const http = one(manifests, "HTTPRoute", "cbt-gateway");
+  const grpc = one(manifests, "GRPCRoute", "cbt-gateway");
+  for (const route of [http, grpc]) {
+    equal(route.apiVersion, "gateway.networking.k8s.io/v1");
+    equal(route.metadata.namespace, deploy.metadata.namespace);
+    ok(route.spec.parentRefs.length > 0);
+  }
+  const [httpBackend] = http.spec.rules[0].backendRefs;
+  equal(httpBackend.name, svc.metadata.name);
+  equal(svcPort(httpBackend.port).targetPort, "http");
+  const [grpcBackend] = grpc.spec.rules[0].backendRefs;
+  equal(grpcBackend.name, svc.metadata.name);
+  equal(svcPort(grpcBackend.port).targetPort, "grpc");
+  equal(svcPort(grpcBackend.port).appProtocol, "kubernetes.io/h2c");
+  deepStrictEqual(
+    grpc.spec.rules[0].matches.map((m: Manifest) => m.method.service).sort(),
+    [GatewayService.typeName, SnapshotMetadata.typeName].sort(),
+  );
 });
 
 Deno.test("deploy/rbac.yaml grants exactly the API calls the gateway makes", async () => {

@@ -87,10 +87,16 @@ export function requireStartingOffset(value: bigint | number): number {
   return Number(big);
 }
 
-/** `max_results`: negative → InvalidArgument; large values are capped. */
-export function requireMaxResults(value: number): number {
+/**
+ * `max_results`: negative → InvalidArgument; larger than `cap` is clamped
+ * to it (0, the backend's choice, stays 0).
+ */
+export function requireMaxResults(
+  value: number,
+  cap: number = MAX_RESULTS_CAP,
+): number {
   if (!Number.isInteger(value) || value < 0) {
     throw invalid(`max_results ${value} is negative`);
   }
-  return Math.min(value, MAX_RESULTS_CAP);
+  return Math.min(value, cap);
 }

@@ -15,6 +15,7 @@ import {
   VARIABLE_LENGTH,
   WireFormatError,
 } from "../wire/metadata-message.ts";
+import { attachNextOffset, isResumable } from "./resumable-error.ts";
 
 /**
  * One message that passed the checks: the upstream bytes, and their decoded form on
@@ -175,7 +176,14 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
     const reason = this.signal?.aborted ? this.signal.reason : undefined;
     const cancellation = !(e instanceof ConnectError) ||
       e.code === Code.Canceled;
-    return reason instanceof ConnectError && cancellation ? reason : e;
+    return this.#withResumeOffset(
+      reason instanceof ConnectError && cancellation ? reason : e,
+    );
+  }
+
+  /** A resumable error says where to resume: right after what was relayed. */
+  #withResumeOffset(e: unknown): unknown {
+    return isResumable(e) ? attachNextOffset(e, this.progress.nextOffset) : e;
   }
 
   /** Tells onFinish, once, how the stream ended. */
@@ -205,10 +213,12 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
   #refuseCutEnd(): void {
     if (!this.signal?.aborted) return;
     const reason = this.signal.reason;
-    throw reason instanceof ConnectError ? reason : new ConnectError(
-      "the call was aborted before the stream ended",
-      Code.Canceled,
-    );
+    throw reason instanceof ConnectError
+      ? this.#withResumeOffset(reason)
+      : new ConnectError(
+        "the call was aborted before the stream ended",
+        Code.Canceled,
+      );
   }
 
   // Per-message scan state, kept on the instance so the visitor is one

@@ -16,6 +16,7 @@ import type {
 import type { CheckedStream } from "./checked-stream.ts";
 import { GatewayMetrics, type RpcName } from "./metrics.ts";
 import { ObservedCall } from "./observed-call.ts";
+import { StreamLimits } from "./stream-limits.ts";
 import {
   allocatedQuery,
   type AllocatedRequest,
@@ -43,19 +44,31 @@ export interface GatewayObservers {
   log?: (line: string) => void;
 }
 
+/** Observers plus the limits every stream is admitted under. */
+export interface GatewayOptions extends GatewayObservers {
+  /** Concurrency and duration limits (default: none). */
+  limits?: StreamLimits;
+  /** Requests' max_results are clamped to this (default MAX_RESULTS_CAP). */
+  maxResults?: number;
+}
+
 export class Gateway {
   readonly metrics: GatewayMetrics;
+  readonly limits: StreamLimits;
   readonly #backend: Backend;
   readonly #log?: (line: string) => void;
+  readonly #maxResults?: number;
 
   constructor(
     backend: Backend,
     readonly auth: Authenticator,
-    observers: GatewayObservers = {},
+    options: GatewayOptions = {},
   ) {
     this.#backend = backend;
-    this.metrics = observers.metrics ?? new GatewayMetrics();
-    this.#log = observers.log;
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.limits = options.limits ?? new StreamLimits();
+    this.#log = options.log;
+    this.#maxResults = options.maxResults;
   }
 
   /** The backend's short name, for health answers. */
@@ -68,25 +81,28 @@ export class Gateway {
     return this.#backend.ready?.() ?? true;
   }
 
-  /** The same gateway with another authenticator (same metrics and log). */
+  /** The same gateway with another authenticator (same metrics, log, limits). */
   withAuth(auth: Authenticator): Gateway {
     return new Gateway(this.#backend, auth, {
       metrics: this.metrics,
       log: this.#log,
+      limits: this.limits,
+      maxResults: this.#maxResults,
     });
   }
 
   async getMetadataAllocated(
     req: AllocatedRequest,
-    call: CallContext,
+    context: CallContext,
   ): Promise<CheckedStream> {
     const observed = this.#observe(
       "GetMetadataAllocated",
       req.namespace,
       req.snapshotName,
     );
+    const call = observed.limitDuration(context);
     try {
-      const query = allocatedQuery(req);
+      const query = allocatedQuery(req, this.#maxResults);
       const options = await this.#admit(
         query.namespace,
         req.securityToken,
@@ -102,15 +118,16 @@ export class Gateway {
 
   async getMetadataDelta(
     req: DeltaRequest,
-    call: CallContext,
+    context: CallContext,
   ): Promise<CheckedStream> {
     const observed = this.#observe(
       "GetMetadataDelta",
       req.namespace,
       req.targetSnapshotName,
     );
+    const call = observed.limitDuration(context);
     try {
-      const query = deltaQuery(req);
+      const query = deltaQuery(req, this.#maxResults);
       const options = await this.#admit(
         query.namespace,
         req.securityToken,
@@ -127,15 +144,19 @@ export class Gateway {
   /** Delta with the base named like the target; resolved through the backend. */
   async getMetadataDeltaByName(
     req: DeltaByNameRequest,
-    call: CallContext,
+    context: CallContext,
   ): Promise<CheckedStream> {
     const observed = this.#observe(
       "GetMetadataDeltaByName",
       req.namespace,
       req.targetSnapshotName,
     );
+    const call = observed.limitDuration(context);
     try {
-      const { baseSnapshotName, query } = deltaByNameQuery(req);
+      const { baseSnapshotName, query } = deltaByNameQuery(
+        req,
+        this.#maxResults,
+      );
       // One admission covers the base lookup and the stream.
       const options = await this.#admit(
         query.namespace,
@@ -232,6 +253,13 @@ export class Gateway {
     namespace: unknown,
     snapshot: unknown,
   ): ObservedCall {
-    return new ObservedCall(this.metrics, this.#log, rpc, namespace, snapshot);
+    return new ObservedCall(
+      this.metrics,
+      this.#log,
+      this.limits,
+      rpc,
+      namespace,
+      snapshot,
+    );
   }
 }

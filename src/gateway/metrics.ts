@@ -19,6 +19,8 @@ const RPCS: readonly RpcName[] = [
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
+import { LIMIT_REASONS, type LimitReason } from "./stream-limits.ts";
+
 /** Seconds; from a quick error to a whole large volume. */
 const DURATION_BUCKETS = [0.005, 0.05, 0.5, 5, 30, 300];
 
@@ -127,7 +129,12 @@ export class GatewayMetrics {
   );
   readonly #refused = new Family(
     "cbt_gateway_refused_total",
-    "Calls refused before a stream started (validation, authentication, authorization, lookup).",
+    "Calls refused before a stream started (validation, authentication, authorization, lookup, limits).",
+    "counter",
+  );
+  readonly #limited = new Family(
+    "cbt_gateway_limited_total",
+    "Streams refused (ResourceExhausted) or ended (resumably) by a gateway limit, by which limit.",
     "counter",
   );
   readonly #tuples = new Family(
@@ -158,6 +165,12 @@ export class GatewayMetrics {
       this.#bytes.add({ rpc }, 0);
       this.#active.add({ rpc }, 0);
     }
+    for (const reason of LIMIT_REASONS) this.#limited.add({ reason }, 0);
+  }
+
+  /** A stream refused or ended by one of the gateway's limits. */
+  limited(reason: LimitReason): void {
+    this.#limited.add({ reason }, 1);
   }
 
   /** A call refused before its stream; `code` is a Connect code name. */
@@ -191,6 +204,7 @@ export class GatewayMetrics {
       const f of [
         this.#calls,
         this.#refused,
+        this.#limited,
         this.#tuples,
         this.#bytes,
         this.#active,

@@ -38,46 +38,63 @@ export interface DeltaByNameRequest {
   maxResults: number;
 }
 
-export function allocatedQuery(req: AllocatedRequest): AllocatedQuery {
+/**
+ * Each takes `maxResultsCap`, the gateway's clamp for max_results
+ * (default MAX_RESULTS_CAP).
+ */
+export function allocatedQuery(
+  req: AllocatedRequest,
+  maxResultsCap?: number,
+): AllocatedQuery {
   return {
     namespace: requireNamespace(req.namespace),
     snapshotName: requireSnapshotName("snapshot_name", req.snapshotName),
     startingOffset: requireStartingOffset(req.startingOffset),
-    maxResults: requireMaxResults(req.maxResults),
+    maxResults: requireMaxResults(req.maxResults, maxResultsCap),
     securityToken: req.securityToken,
   };
 }
 
-export function deltaQuery(req: DeltaRequest): DeltaQuery {
+export function deltaQuery(
+  req: DeltaRequest,
+  maxResultsCap?: number,
+): DeltaQuery {
   const namespace = requireNamespace(req.namespace);
   const baseSnapshotId = requireSnapshotId(
     "base_snapshot_id",
     req.baseSnapshotId,
   );
-  return { namespace, baseSnapshotId, ...deltaTarget(req) };
+  return { namespace, baseSnapshotId, ...deltaTarget(req, maxResultsCap) };
 }
 
 /** A delta by name: the query without its base, and the base's name. */
 export function deltaByNameQuery(
   req: DeltaByNameRequest,
+  maxResultsCap?: number,
 ): { baseSnapshotName: string; query: Omit<DeltaQuery, "baseSnapshotId"> } {
   const namespace = requireNamespace(req.namespace);
   const baseSnapshotName = requireSnapshotName(
     "base_snapshot_name",
     req.baseSnapshotName,
   );
-  return { baseSnapshotName, query: { namespace, ...deltaTarget(req) } };
+  return {
+    baseSnapshotName,
+    query: { namespace, ...deltaTarget(req, maxResultsCap) },
+  };
 }
 
 /** The fields both delta calls validate the same way. */
-function deltaTarget(req: DeltaRequest | DeltaByNameRequest) {
+function deltaTarget(
+  req: DeltaRequest | DeltaByNameRequest,
+  maxResultsCap: number | undefined,
+) {
   return {
     targetSnapshotName: requireSnapshotName(
       "target_snapshot_name",
       req.targetSnapshotName,
     ),
     startingOffset: requireStartingOffset(req.startingOffset),
-    maxResults: requireMaxResults(req.maxResults),
+    maxResults: requireMaxResults(req.maxResults, maxResultsCap),
     securityToken: req.securityToken,
   };
 }

@@ -86,6 +86,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
     caPem: config.upstreamCa
       ? await readTextFile(config.upstreamCa)
       : undefined,
+    readAheadBytes: config.readAheadBytes,
   });
   const running = await startGateway(config, {
     backend,

@@ -42,14 +42,16 @@ export function kubernetesAuth(
 }
 
 export function createKubernetesParts(
-  config: Pick<
-    Config,
-    | "kubeconfig"
-    | "serviceAccount"
-    | "auth"
-    | "authAudiences"
-    | "serviceOverrides"
-  >,
+  config:
+    & Pick<
+      Config,
+      | "kubeconfig"
+      | "serviceAccount"
+      | "auth"
+      | "authAudiences"
+      | "serviceOverrides"
+    >
+    & Partial<Pick<Config, "readAheadBytes">>,
   options: { discovery?: Omit<DiscoveryOptions, "serviceOverrides"> } = {},
 ): KubernetesParts {
   const api = new KubeApi(loadKubeConfig(config.kubeconfig));
@@ -72,7 +74,7 @@ export function createKubernetesParts(
     ...options.discovery,
     serviceOverrides: config.serviceOverrides,
   });
-  const pool = new UpstreamPool();
+  const pool = new UpstreamPool({ readAheadBytes: config.readAheadBytes });
   const backend = new KubernetesBackend({ discovery, pool, minter });
   const auth = callerAuth(config.auth, () => kubernetesAuth(config, api));
   return { api, backend, auth, discovery, minter, pool };

@@ -3,11 +3,12 @@
  * on Deno.serve, and native gRPC on node:http2. `main.ts` and the tests both
  * start gateways through here.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Authenticator } from "../auth/authenticator.ts";
 import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { Gateway } from "../gateway/gateway.ts";
+import { StreamLimits } from "../gateway/stream-limits.ts";
+import { shutdownError } from "../gateway/resumable-error.ts";
 import type { Backend } from "../backend/backend.ts";
 import { readTextFile } from "../adapter/deno/files.ts";
 import { startHttpServer } from "../adapter/deno/http-server.ts";
@@ -46,11 +47,26 @@ export async function startGateway(
       Config,
       "host" | "port" | "grpcPort" | "corsOrigins" | "tlsCert" | "tlsKey"
     >
-    & { ticketSecret?: string },
+    & Partial<
+      Pick<
+        Config,
+        | "ticketSecret"
+        | "maxStreams"
+        | "maxStreamsPerCaller"
+        | "maxStreamDurationSeconds"
+        | "maxResults"
+      >
+    >,
   parts: GatewayParts,
 ): Promise<RunningGateway> {
   const gateway = new Gateway(parts.backend, parts.auth ?? new NoAuth(), {
     log: parts.log,
+    limits: new StreamLimits({
+      maxStreams: config.maxStreams,
+      maxStreamsPerCaller: config.maxStreamsPerCaller,
+      maxStreamDurationMs: (config.maxStreamDurationSeconds ?? 0) * 1000,
+    }),
+    maxResults: config.maxResults,
   });
   const shutdown = new AbortController();
   const tls = config.tlsCert && config.tlsKey
@@ -96,7 +112,7 @@ export async function startGateway(
     grpcUrl: grpc.url,
     async close() {
       shutdown.abort(
-        new ConnectError("the server is shutting down", Code.Unavailable),
+        shutdownError(),
       );
       await Promise.all([http.close(), grpc.close()]);
       await parts.backend.close();

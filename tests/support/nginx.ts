@@ -201,6 +201,8 @@ export interface GatewayNginxPorts {
   gatewayGrpc: number;
   /** nginx time syntax, e.g. "2s": both proxy_read_timeout and grpc_read_timeout. */
   readTimeout: string;
+  /** More replicas: each adds a `server` line to both upstream blocks. */
+  replicas?: { gatewayHttp: number; gatewayGrpc: number }[];
 }
 
 /**
@@ -220,11 +222,17 @@ export async function gatewayNginxConfig(
     ],
     [
       /^(\s*)server 127\.0\.0\.1:8080;$/m,
-      `$1server 127.0.0.1:${o.gatewayHttp};`,
+      (o.replicas ?? []).reduce(
+        (lines, r) => `${lines}\n$1server 127.0.0.1:${r.gatewayHttp};`,
+        `$1server 127.0.0.1:${o.gatewayHttp};`,
+      ),
     ],
     [
       /^(\s*)server 127\.0\.0\.1:8081;$/m,
-      `$1server 127.0.0.1:${o.gatewayGrpc};`,
+      (o.replicas ?? []).reduce(
+        (lines, r) => `${lines}\n$1server 127.0.0.1:${r.gatewayGrpc};`,
+        `$1server 127.0.0.1:${o.gatewayGrpc};`,
+      ),
     ],
     [
       /^(\s*)proxy_read_timeout 1h;$/m,

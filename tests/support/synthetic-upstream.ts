@@ -5,13 +5,18 @@
  * honours HTTP/2 flow control and counts the bytes it has written per stream,
  * so tests can see how far it ran ahead of the consumer.
  *
- * Snapshot names choose the stream:
+ * Snapshot names choose the stream (from the tuple that ends after
+ * starting_offset, as a driver does):
  *   t<N>        N tuples of 4 KiB, then grpc-status 0
  *   fail<N>     N tuples, then grpc-status 14 (Unavailable) "upstream lost"
  *   disorder    two messages, the second going backwards (invariant broken)
  */
 import * as http2 from "node:http2";
+import * as net from "node:net";
+import * as tlsNet from "node:tls";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { shieldGoaway } from "../../src/adapter/node-http2/goaway-shield.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { GetMetadataAllocatedRequestSchema } from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
@@ -39,9 +44,37 @@ export interface SyntheticUpstream {
   close(): Promise<void>;
 }
 
-export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
+/** PEM key and certificate: the upstream then speaks TLS (ALPN h2). */
+export interface SyntheticUpstreamTls {
+  cert: string;
+  key: string;
+}
+
+export async function startSyntheticUpstream(
+  tls?: SyntheticUpstreamTls,
+): Promise<SyntheticUpstream> {
   const sent: number[] = [];
+  // Connections come through the GOAWAY shield, as in the gateway's own
+  // server: a gateway closing its session (shutdown) sends GOAWAY, which
+  // would abort this process inside Deno's nghttp2 (denoland/deno#36788).
   const server = http2.createServer();
+  const listener = tls
+    ? tlsNet.createServer({
+      cert: tls.cert,
+      key: tls.key,
+      ALPNProtocols: ["h2"],
+    })
+    : net.createServer();
+  const sockets = new Set<Duplex>();
+  listener.on(tls ? "secureConnection" : "connection", (raw: Duplex) => {
+    sockets.add(raw);
+    raw.once("close", () => sockets.delete(raw));
+    // The peer's GOAWAY only means it is leaving: it closes the connection.
+    server.emit(
+      "connection",
+      shieldGoaway(raw, { server: true, onGoaway() {} }),
+    );
+  });
   server.on("stream", (stream, headers) => {
     const id = sent.push(0) - 1;
     const chunks: Uint8Array<ArrayBuffer>[] = [];
@@ -76,7 +109,8 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
           ),
       );
       const offsets: number[] = [], sizes: number[] = [];
-      for (let done = 0; done < total && !stream.closed; done += per) {
+      const first = Math.floor(Number(req.startingOffset) / BLOCK);
+      for (let done = first; done < total && !stream.closed; done += per) {
         const n = Math.min(per, total - done);
         offsets.length = sizes.length = n;
         for (let i = 0; i < n; i++) {
@@ -113,15 +147,16 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
+  const port = (listener.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     sent,
     close: () =>
       new Promise((resolve) => {
         for (const s of sessions) s.destroy();
-        server.close(() => resolve());
+        for (const raw of sockets) raw.destroy();
+        listener.close(() => resolve());
       }),
   };
 }

@@ -25,6 +25,7 @@ import {
   type FrameRelayOptions,
   openCall,
 } from "../../front/frame-relay/call.ts";
+import { shutdownError } from "../../gateway/resumable-error.ts";
 
 type Request = http2.Http2ServerRequest;
 type Response = http2.Http2ServerResponse;
@@ -93,7 +94,7 @@ export function createNodeFrameRelay(
       ended.abort(
         shutdownSignal?.reason instanceof ConnectError
           ? shutdownSignal.reason
-          : new ConnectError("the server is shutting down", Code.Unavailable),
+          : shutdownError(),
       );
     res.stream.once("close", onClose);
     if (res.stream.closed || res.stream.destroyed) onClose();

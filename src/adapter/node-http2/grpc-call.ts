@@ -23,13 +23,17 @@ import { webHeaders } from "./headers.ts";
 
 /** Messages larger than this are refused (a 2048-tuple message is ~25 KB). */
 const READ_MAX_BYTES = 16 * 1024 * 1024;
-/** Stop reading from the socket while this much is waiting for the consumer. */
-const HIGH_WATER_BYTES = 256 * 1024;
+import { upstreamWindows } from "./read-ahead.ts";
 
 export interface RawCallOptions {
   signal: AbortSignal;
   /** Extra request headers (authorization). */
   headers?: Record<string, string>;
+  /**
+   * Stop reading while this much is waiting for the consumer (see
+   * read-ahead.ts; default: a quarter of the default read-ahead bound).
+   */
+  highWaterBytes?: number;
 }
 
 /**
@@ -53,6 +57,8 @@ export async function* rawGrpcRuns(
     ...options.headers,
   });
   const queue = new EnvelopeQueue(READ_MAX_BYTES);
+  const highWater = options.highWaterBytes ??
+    upstreamWindows().queueHighWaterBytes;
   let responseHeaders: Headers | undefined;
   let httpStatus = 0;
   let trailers = new Headers();
@@ -79,7 +85,7 @@ export async function* rawGrpcRuns(
       stream.close(http2.constants.NGHTTP2_CANCEL);
     }
     // Count whole messages only: pausing on a partial one would deadlock.
-    if (queue.complete > HIGH_WATER_BYTES) stream.pause();
+    if (queue.complete > highWater) stream.pause();
     // Wake the consumer only for whole messages (a 2048-tuple message spans
     // two DATA frames).
     if (queue.complete > 0 || failure !== undefined) notify();
@@ -128,6 +134,11 @@ export async function* rawGrpcRuns(
       if (failure !== undefined) throw callError(failure, options.signal);
       if (ended) break;
       await new Promise<void>((resolve) => (wake = resolve));
+    }
+    // Cut by our own cancel (client gone, deadline, shutdown), whatever state
+    // the stream was left in: the caller's signal says why.
+    if (options.signal.aborted) {
+      throw new ConnectError("call cancelled by the client", Code.Canceled);
     }
     if (httpStatus !== 200) {
       throw new ConnectError(

@@ -19,7 +19,6 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import * as tls from "node:tls";
 import type { Duplex } from "node:stream";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   DEFAULT_READ_MAX_BYTES,
@@ -28,6 +27,7 @@ import {
 import { createNodeFrameRelay } from "./frame-relay.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { shieldGoaway } from "./goaway-shield.ts";
+import { shutdownError } from "../../gateway/resumable-error.ts";
 
 export interface GrpcServerOptions {
   hostname: string;
@@ -64,10 +64,7 @@ export async function startGrpcServer(
   // The reason is what running calls end with: Unavailable, so clients
   // know to retry (elsewhere, or once the gateway is back).
   const stopping = new AbortController();
-  const stop = () =>
-    stopping.abort(
-      new ConnectError("the server is shutting down", Code.Unavailable),
-    );
+  const stop = () => stopping.abort(shutdownError());
   options.shutdownSignal?.addEventListener("abort", stop, { once: true });
   if (options.shutdownSignal?.aborted) stop();
   const adapter = connectNodeAdapter({

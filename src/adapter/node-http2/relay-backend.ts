@@ -1,6 +1,7 @@
 /**
  * The static relay on node:http2, as the CLI and the tests start it: the
- * relay with its own upstream pool (closed with it).
+ * relay with its own upstream pool (closed with it), its HTTP/2 windows
+ * sized by the read-ahead bound.
  */
 import {
   GrpcRelayBackend,
@@ -9,7 +10,10 @@ import {
 import { UpstreamPool } from "./upstream-pool.ts";
 
 export class NodeGrpcRelayBackend extends GrpcRelayBackend {
-  constructor(options: Omit<GrpcRelayOptions, "channel">) {
-    super({ ...options, channel: new UpstreamPool() });
+  constructor(
+    options: Omit<GrpcRelayOptions, "channel"> & { readAheadBytes?: number },
+  ) {
+    const { readAheadBytes, ...relay } = options;
+    super({ ...relay, channel: new UpstreamPool({ readAheadBytes }) });
   }
 }

@@ -17,12 +17,20 @@ import type {
 } from "../../backend/upstream.ts";
 import { rawGrpcRuns, retryIfRefused } from "./grpc-call.ts";
 import { connectShielded } from "./goaway-shield.ts";
+import {
+  type UpstreamWindows,
+  upstreamWindows,
+  widenConnectionWindow,
+  windowSettings,
+} from "./read-ahead.ts";
 
 export interface UpstreamPoolOptions {
   /** Ping an open connection this often (default 30 s). */
   pingIntervalMs?: number;
   /** Close a connection with no streams after this long (default 5 min). */
   idleTimeoutMs?: number;
+  /** Per stream, most upstream bytes held for the client (read-ahead.ts). */
+  readAheadBytes?: number;
 }
 
 interface Entry {
@@ -35,6 +43,7 @@ export class UpstreamPool implements UpstreamChannel {
   readonly #entries = new Map<string, Entry>();
   readonly #pingIntervalMs: number;
   readonly #idleTimeoutMs: number;
+  readonly #windows: UpstreamWindows;
   #closed = false;
   /** Connections opened so far (tests check reuse with it). */
   connectionsOpened = 0;
@@ -42,6 +51,7 @@ export class UpstreamPool implements UpstreamChannel {
   constructor(options: UpstreamPoolOptions = {}) {
     this.#pingIntervalMs = options.pingIntervalMs ?? 30_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5 * 60_000;
+    this.#windows = upstreamWindows(options.readAheadBytes);
   }
 
   runs(
@@ -53,7 +63,10 @@ export class UpstreamPool implements UpstreamChannel {
     // Picks the connection anew on the retry: a session that just got a
     // GOAWAY is not used twice.
     return retryIfRefused(() =>
-      rawGrpcRuns(this.#session(target), path, request, options)
+      rawGrpcRuns(this.#session(target), path, request, {
+        ...options,
+        highWaterBytes: this.#windows.queueHighWaterBytes,
+      })
     );
   }
 
@@ -88,7 +101,9 @@ export class UpstreamPool implements UpstreamChannel {
       ...(serverName === undefined ? {} : {
         servername: isIP(serverName) ? undefined : serverName,
       }),
+      ...windowSettings(this.#windows),
     });
+    widenConnectionWindow(session);
     this.connectionsOpened++;
     const entry: Entry = {
       caPem,

@@ -17,6 +17,7 @@ import { requestMessage } from "./request-message.ts";
 import { timeoutOf } from "./timeout.ts";
 import type { StartStream } from "./methods.ts";
 import { type Codec, runEncoder } from "./run-encoder.ts";
+import { NEXT_OFFSET_KEY } from "../../gateway/resumable-error.ts";
 
 export interface FrameRelayOptions {
   compression: Compression[];
@@ -132,6 +133,8 @@ export async function openCall(
 
 /** A deadline or cancellation wins over whatever error it caused downstream. */
 function asCallError(e: unknown, signal: AbortSignal): ConnectError {
+  // The checked stream's own copy of the reason says where to resume.
+  if (e instanceof ConnectError && e.metadata.has(NEXT_OFFSET_KEY)) return e;
   if (signal.aborted && signal.reason instanceof ConnectError) {
     return signal.reason;
   }

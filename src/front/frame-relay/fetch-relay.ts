@@ -118,7 +118,9 @@ export function createFetchFrameRelay(
           finished = true;
           call.cancel();
         },
-      }, { highWaterMark: 1 });
+        // Nothing is pulled before the client takes it: the run being
+        // written is the only one this front holds (read-ahead bound).
+      }, { highWaterMark: 0 });
       return new Response(body, { headers: call.headers });
     }
   };

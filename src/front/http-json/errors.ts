@@ -33,6 +33,9 @@ export function errorResponse(
   if (e.code === Code.Unauthenticated) {
     h.set("www-authenticate", 'Bearer realm="cbt-gateway"');
   }
+  // A limit says when to come back (429 Too Many Requests + Retry-After).
+  const retryAfter = e.metadata.get("retry-after");
+  if (retryAfter !== null) h.set("retry-after", retryAfter);
   return Response.json(errorFields(e), {
     status: status ?? codeToHttpStatus(e.code),
     headers: h,

@@ -203,6 +203,19 @@ const streamResponses = {
     },
   },
   ...errors,
+  "429": {
+    description:
+      "Too many streams open at once, for this caller or in total (resource_exhausted); nothing was started",
+    headers: {
+      "Retry-After": {
+        description: "Seconds to wait before trying again",
+        schema: { type: "integer" },
+      },
+    },
+    content: {
+      "application/json": { schema: { $ref: "#/components/schemas/Error" } },
+    },
+  },
 };
 
 const pathParams = [
