@@ -37,6 +37,12 @@ export interface Config {
   upstreamUrl?: string;
   /** grpc backend: PEM CA file for an https upstream. */
   upstreamCa?: string;
+  /** Reopen broken upstream streams where they broke (relay/resume.ts). */
+  resume: boolean;
+  /** Longest a broken stream may take to flow again before giving up. */
+  resumeBudgetMs: number;
+  /** Reopenings in a row that relay nothing before giving up. */
+  resumeAttempts: number;
   help: boolean;
 }
 
@@ -71,6 +77,13 @@ Usage: deno task start [flags]
                                    whose resource is not named after it (repeatable)
   --upstream-url <url>             grpc backend: http://host:port (h2c) or https://host:port
   --upstream-ca <file>             grpc backend: PEM CA for an https upstream
+  --resume <on|off>                grpc and kubernetes backends: when the upstream stream breaks
+                                   (its stream cap, a reset, GOAWAY, a restart, a moved service),
+                                   reopen it where it broke, invisibly to the client (default on)
+  --resume-budget <seconds>        give up when a broken stream has not flowed again after this
+                                   long (default 30); the error then carries cbt-next-offset
+  --resume-attempts <n>            give up after this many reopenings in a row that relay
+                                   nothing (default 5)
   --ticket-secret <secret>         HMAC key (at least 32 bytes) for EventSource stream tickets;
                                    give every replica the same one (default: random per process)
   --help                           this text
@@ -97,6 +110,21 @@ function parsePort(flag: string, value: string): number {
   if (!/^\d+$/.test(value) || n > 65535) {
     throw new ConfigError(
       `--${flag} must be a port number (0-65535), got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
+function positiveNumber(flag: string, value: string, integer: boolean): number {
+  const n = Number(value);
+  if (
+    value.trim() === "" || !Number.isFinite(n) || n <= 0 ||
+    (integer && !Number.isInteger(n))
+  ) {
+    throw new ConfigError(
+      `--${flag} must be a positive ${integer ? "integer" : "number"}, got ${
+        JSON.stringify(value)
+      }`,
     );
   }
   return n;
@@ -132,6 +160,9 @@ const STRING_FLAGS = [
   "upstream-url",
   "upstream-ca",
   "ticket-secret",
+  "resume",
+  "resume-budget",
+  "resume-attempts",
 ] as const;
 const LIST_FLAGS = [
   "cors-origin",
@@ -261,6 +292,18 @@ export function parseConfig(
     ticketSecret,
     upstreamUrl,
     upstreamCa: get("upstream-ca"),
+    resume: oneOf("resume", get("resume") ?? "on", ["on", "off"] as const) ===
+      "on",
+    resumeBudgetMs: positiveNumber(
+      "resume-budget",
+      get("resume-budget") ?? "30",
+      false,
+    ) * 1000,
+    resumeAttempts: positiveNumber(
+      "resume-attempts",
+      get("resume-attempts") ?? "5",
+      true,
+    ),
     help: values.help === true,
   };
 }

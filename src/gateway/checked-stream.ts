@@ -48,6 +48,9 @@ export interface StreamProgress {
   volumeCapacityBytes: number;
 }
 
+/** The metadata key that carries where a failed stream can continue. */
+export const NEXT_OFFSET_KEY = "cbt-next-offset";
+
 function broken(detail: string): ConnectError {
   return new ConnectError(
     `upstream stream broke the API's invariants: ${detail}`,
@@ -105,7 +108,7 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       this.#refuseCutEnd();
       outcome = undefined;
     } catch (e) {
-      outcome = this.#cause(e);
+      outcome = this.#withNextOffset(this.#cause(e));
       throw outcome;
     } finally {
       this.#finish(outcome);
@@ -131,7 +134,7 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
       yield* this.#checkedRuns();
       outcome = undefined;
     } catch (e) {
-      outcome = this.#cause(e);
+      outcome = this.#withNextOffset(this.#cause(e));
       throw outcome;
     } finally {
       this.#finish(outcome);
@@ -187,6 +190,26 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
     const cancellation = !(e instanceof ConnectError) ||
       e.code === Code.Canceled;
     return reason instanceof ConnectError && cancellation ? reason : e;
+  }
+
+  /**
+   * Every error that ends a stream says where to continue: the
+   * `cbt-next-offset` metadata key (a gRPC/gRPC-Web trailer, Connect
+   * end-stream metadata). An error parsed from the upstream's wire keeps
+   * its code, message and details, not the upstream's metadata.
+   */
+  #withNextOffset(e: unknown): ConnectError {
+    const error = ConnectError.from(e);
+    const metadata = new Headers(error.isWireError ? {} : error.metadata);
+    metadata.set(NEXT_OFFSET_KEY, String(this.progress.nextOffset));
+    return new ConnectError(
+      error.rawMessage,
+      error.code,
+      metadata,
+      // Details parsed from the wire are sent on as they came.
+      error.details as ConstructorParameters<typeof ConnectError>[3],
+      error.cause,
+    );
   }
 
   /** Tells onFinish, once, how the stream ended. */

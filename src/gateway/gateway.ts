@@ -72,6 +72,8 @@ export interface AccessLogRecord {
   messages: number;
   tuples: number;
   nextOffset: number | null;
+  /** Times the upstream stream was reopened (relay/resume.ts). */
+  resumes: number;
   durationMs: number;
 }
 
@@ -89,6 +91,7 @@ interface CallRecord {
   snapshot: string;
   caller: string | null;
   startedAt: number;
+  resumes: number;
 }
 
 /** What a streaming call's preparation hands to the stream. */
@@ -272,6 +275,7 @@ export class Gateway {
       snapshot: loggable(snapshot),
       caller: null,
       startedAt: performance.now(),
+      resumes: 0,
     };
     let source: StreamSource;
     try {
@@ -308,7 +312,13 @@ export class Gateway {
   ): Promise<CallOptions> {
     const options = await this.admit(namespace, securityToken, call);
     record.caller = options.caller.username;
-    return options;
+    return {
+      ...options,
+      onResume: (reason) => {
+        record.resumes++;
+        this.metrics.resumed(reason);
+      },
+    };
   }
 
   #writeLog(
@@ -329,6 +339,7 @@ export class Gateway {
       messages: progress?.messages ?? 0,
       tuples: progress?.tuples ?? 0,
       nextOffset: progress?.nextOffset ?? null,
+      resumes: record.resumes,
       durationMs: Math.round((performance.now() - record.startedAt) * 1000) /
         1000,
     };

@@ -9,6 +9,7 @@ import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
 import { FileSnapshotStore } from "../store/file-store.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
 import { GrpcRelayBackend } from "../upstream/grpc-relay.ts";
+import { withResume } from "../relay/resume.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
 export interface StartedFromConfig extends RunningGateway {
@@ -89,12 +90,15 @@ async function callerAuth(config: Config): Promise<Authenticator> {
 
 /** --backend grpc: relay to a static upstream (no store, no demo seed). */
 async function startRelay(config: Config): Promise<StartedFromConfig> {
-  const backend = new GrpcRelayBackend({
-    url: config.upstreamUrl!,
-    caPem: config.upstreamCa
-      ? await Deno.readTextFile(config.upstreamCa)
-      : undefined,
-  });
+  const backend = withResume(
+    new GrpcRelayBackend({
+      url: config.upstreamUrl!,
+      caPem: config.upstreamCa
+        ? await Deno.readTextFile(config.upstreamCa)
+        : undefined,
+    }),
+    config,
+  );
   const running = await startGateway(config, {
     backend,
     auth: await callerAuth(config),

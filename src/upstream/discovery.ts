@@ -189,6 +189,27 @@ export class Discovery {
     return base;
   }
 
+  /**
+   * Calls `onMoved` once when the watched SnapshotMetadataService behind
+   * `service` changes its address or CA, or goes away: streams on the old
+   * connection must move to the new one. Returns the unsubscribe function.
+   */
+  watchService(service: DriverService, onMoved: () => void): () => void {
+    const unsubscribe = this.services.onChange(() => {
+      const now = this.services.get(service.name);
+      const spec = now?.metadata.deletionTimestamp ? undefined : now?.spec;
+      const caPem = typeof spec?.caCert === "string"
+        ? Buffer.from(spec.caCert, "base64").toString("utf8")
+        : undefined;
+      if (spec?.address === service.address && caPem === service.caPem) {
+        return;
+      }
+      unsubscribe();
+      onMoved();
+    });
+    return unsubscribe;
+  }
+
   /** The SnapshotMetadataService for `driver`, as currently watched. */
   async serviceFor(driver: string): Promise<DriverService> {
     const name = this.#overrides[driver] ?? driver;

@@ -20,7 +20,12 @@ import type {
   EncodedMessageStream,
   SnapshotInfo,
 } from "./backend.ts";
-import type { Discovery, ResolvedSnapshot } from "./discovery.ts";
+import type {
+  Discovery,
+  DriverService,
+  ResolvedSnapshot,
+} from "./discovery.ts";
+import { serviceChanged } from "../relay/resume.ts";
 import { alignDown, dropTuplesBefore } from "./kubernetes-offset-alignment.ts";
 import type { UpstreamPool } from "./kubernetes-upstream-pool.ts";
 import type { TokenMinter } from "./token-minter.ts";
@@ -85,9 +90,8 @@ export class KubernetesBackend implements Backend {
         maxResults: query.maxResults,
       }),
     );
-    options.signal.throwIfAborted();
     yield* dropTuplesBefore(
-      this.#pool.call(service, ALLOCATED, request, options.signal),
+      this.#call(service, ALLOCATED, request, options.signal),
       query.startingOffset,
     );
   }
@@ -113,9 +117,8 @@ export class KubernetesBackend implements Backend {
         maxResults: query.maxResults,
       }),
     );
-    options.signal.throwIfAborted();
     yield* dropTuplesBefore(
-      this.#pool.call(service, DELTA, request, options.signal),
+      this.#call(service, DELTA, request, options.signal),
       query.startingOffset,
     );
   }
@@ -139,6 +142,45 @@ export class KubernetesBackend implements Backend {
 
   async close(): Promise<void> {
     await Promise.all([this.#discovery.close(), this.#pool.close()]);
+  }
+
+  /**
+   * One call to the sidecar. If its SnapshotMetadataService moves (new
+   * address or CA) meanwhile, the call is cut with a retryable error, so
+   * resume reopens it on a connection to where the service is now.
+   */
+  async *#call(
+    service: DriverService,
+    path: string,
+    request: Uint8Array,
+    signal: AbortSignal,
+  ): AsyncGenerator<Uint8Array> {
+    signal.throwIfAborted();
+    const moved = new AbortController();
+    const stopWatching = this.#discovery.watchService(
+      service,
+      () =>
+        moved.abort(
+          serviceChanged(
+            `SnapshotMetadataService ${
+              JSON.stringify(service.name)
+            } changed its address or CA during the stream`,
+          ),
+        ),
+    );
+    try {
+      yield* this.#pool.call(
+        service,
+        path,
+        request,
+        AbortSignal.any([signal, moved.signal]),
+      );
+    } catch (e) {
+      if (moved.signal.aborted && !signal.aborted) throw moved.signal.reason;
+      throw e;
+    } finally {
+      stopWatching();
+    }
   }
 
   /** The gateway's own token for `audience`, or the caller's in passthrough. */

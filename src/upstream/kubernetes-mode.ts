@@ -9,6 +9,8 @@ import { PassthroughAuth } from "../auth/passthrough-auth.ts";
 import type { Config } from "../config.ts";
 import { ConfigError } from "../config.ts";
 import { KubeApi, loadKubeConfig } from "../kube/kube-api.ts";
+import { type ResumeConfig, withResume } from "../relay/resume.ts";
+import type { Backend } from "./backend.ts";
 import { Discovery, type DiscoveryOptions } from "./discovery.ts";
 import { KubernetesBackend } from "./kubernetes-backend.ts";
 import { UpstreamPool } from "./kubernetes-upstream-pool.ts";
@@ -20,7 +22,8 @@ import {
 
 export interface KubernetesParts {
   api: KubeApi;
-  backend: KubernetesBackend;
+  /** The Kubernetes backend, wrapped in resume unless it is turned off. */
+  backend: Backend;
   /** Undefined with `--auth none` (loopback only). */
   auth?: Authenticator;
   discovery: Discovery;
@@ -34,14 +37,16 @@ export function parseServiceAccount(text: string): ServiceAccountRef {
 }
 
 export function createKubernetesParts(
-  config: Pick<
-    Config,
-    | "kubeconfig"
-    | "serviceAccount"
-    | "auth"
-    | "authAudiences"
-    | "serviceOverrides"
-  >,
+  config:
+    & Pick<
+      Config,
+      | "kubeconfig"
+      | "serviceAccount"
+      | "auth"
+      | "authAudiences"
+      | "serviceOverrides"
+    >
+    & ResumeConfig,
   options: { discovery?: Omit<DiscoveryOptions, "serviceOverrides"> } = {},
 ): KubernetesParts {
   const api = new KubeApi(loadKubeConfig(config.kubeconfig));
@@ -63,7 +68,10 @@ export function createKubernetesParts(
     serviceOverrides: config.serviceOverrides,
   });
   const pool = new UpstreamPool();
-  const backend = new KubernetesBackend({ discovery, pool, minter });
+  const backend = withResume(
+    new KubernetesBackend({ discovery, pool, minter }),
+    config,
+  );
   const auth = config.auth === "kubernetes"
     ? new KubernetesAuth(api, { audiences: config.authAudiences })
     : config.auth === "passthrough"
