@@ -47,6 +47,8 @@ export interface TestUpstreamOptions {
   audience: string;
   /** The sidecar's ServiceAccount (default csi-driver/csi-snapshot-metadata). */
   serviceAccount?: { namespace: string; name: string };
+  /** The store's block type (default FIXED_LENGTH). */
+  blockMetadataType?: number;
 }
 
 /** POSTs a JSON object to the fake API server; returns the parsed answer. */
@@ -195,7 +197,10 @@ export async function startTestUpstream(
     });
     let own = kube.serviceAccountToken(sa.namespace, sa.name);
     const calls: UpstreamCall[] = [];
-    const store = new FileSnapshotStore({ dataDir: options.dataDir });
+    const store = new FileSnapshotStore({
+      dataDir: options.dataDir,
+      blockMetadataType: options.blockMetadataType,
+    });
     running = await startGateway({
       host: "127.0.0.1",
       port: 0,
