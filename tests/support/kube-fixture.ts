@@ -99,7 +99,7 @@ export interface KubeFixtureOptions {
   /** Extra policy rules (callers' rights). */
   policy?: PolicyRule[];
   /** The sidecar stand-ins' block type (default FIXED_LENGTH). */
-  blockMetadataType?: number;
+  blockMetadataType?: 1 | 2;
   /**
    * Puts something in front of each sidecar stand-in (a faulty proxy):
    * the SnapshotMetadataService then advertises its address and CA.

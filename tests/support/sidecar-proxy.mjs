@@ -16,7 +16,7 @@
 // Args: upstreamUrl [upstreamCaFile certFile keyFile] (TLS both ways when
 // given). Prints {"port":n}, then one JSON line per finished call. Reads
 // JSON commands on stdin, one per line, each acknowledged with {"ack":n}:
-//   {"plan":[fault…], "capMs":n, "intervalMs":n, "restartMs":n}
+//   {"faults":[fault…], "capMs":n, "intervalMs":n, "restartMs":n}
 // A plan resets the call count: the k-th call from then on gets fault k.
 import http2 from "node:http2";
 import { readFileSync } from "node:fs";
@@ -38,6 +38,7 @@ let upstream;
 let server;
 let port = 0;
 const sessions = new Set();
+const sockets = new Set();
 
 function upstreamSession() {
   if (upstream && !upstream.closed && !upstream.destroyed) return upstream;
@@ -66,8 +67,10 @@ function varintField(bytes, field) {
     if (w === 0) {
       const v = varint();
       if (f === field) return v;
-    } else if (w === 2) pos += varint();
-    else if (w === 1) pos += 8;
+    } else if (w === 2) {
+      const length = varint(); // read first: `pos += varint()` would lose its bytes
+      pos += length;
+    } else if (w === 1) pos += 8;
     else if (w === 5) pos += 4;
     else return 0;
   }
@@ -80,6 +83,7 @@ function serve(stream, headers) {
   const path = headers[":path"];
   const record = {
     call: index,
+    startedAt: Date.now(),
     path,
     startingOffset: 0,
     authorized: typeof headers.authorization === "string",
@@ -217,8 +221,14 @@ function serve(stream, headers) {
 function cut(stream, kind) {
   const session = stream.session;
   if (kind === "rst") stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-  else if (kind === "reset") session?.socket?.destroy();
-  else if (kind === "goaway") {
+  else if (kind === "reset") {
+    // The session's socket is a guarded proxy: destroy the raw socket,
+    // found by its port, so the peer sees a bare TCP close (no GOAWAY).
+    const remotePort = session?.socket?.remotePort;
+    for (const socket of sockets) {
+      if (socket.remotePort === remotePort) socket.destroy();
+    }
+  } else if (kind === "goaway") {
     session?.goaway(http2.constants.NGHTTP2_NO_ERROR);
     setTimeout(() => session?.destroy(), 5);
   } else if (kind === "restart") restart();
@@ -234,6 +244,10 @@ function listen(onListening) {
     s.on("close", () => sessions.delete(s));
   });
   server.on("stream", serve);
+  server.on(tls ? "secureConnection" : "connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
   server.listen(port, "127.0.0.1", () => {
     port = server.address().port;
     onListening?.();
@@ -252,7 +266,7 @@ listen(() => report({ port }));
 let acks = 0;
 createInterface({ input: process.stdin }).on("line", (line) => {
   const command = JSON.parse(line);
-  plan = command.plan ?? [];
+  plan = command.faults ?? [];
   capMs = command.capMs ?? 0;
   intervalMs = command.intervalMs ?? 0;
   restartMs = command.restartMs ?? 50;

@@ -31,6 +31,8 @@ export interface Fault {
 /** One call as the proxy saw it end. */
 export interface ProxyCall {
   call: number;
+  /** When it arrived (epoch ms). */
+  startedAt: number;
   path: string;
   startingOffset: number;
   /** Whether it carried an Authorization header. */
@@ -100,8 +102,10 @@ export async function startSidecarUpstream(
   const changed = () => {
     for (const w of [...waiters]) w();
   };
-  const until = async (done: () => boolean) => {
+  const until = async (done: () => boolean, what: string) => {
+    const giveUpAt = Date.now() + 20_000;
     while (!done()) {
+      if (Date.now() > giveUpAt) throw new Error(`sidecar proxy: no ${what}`);
       await new Promise<void>((resolve) => {
         waiters.add(resolve);
         setTimeout(() => {
@@ -136,7 +140,7 @@ export async function startSidecarUpstream(
   })();
   let sent = 0;
   try {
-    await until(() => port !== 0);
+    await until(() => port !== 0, "port");
   } catch (e) {
     child.kill();
     await reading;
@@ -153,11 +157,11 @@ export async function startSidecarUpstream(
     async plan(plan) {
       await writer.write(new TextEncoder().encode(JSON.stringify(plan) + "\n"));
       const want = ++sent;
-      await until(() => acked >= want);
+      await until(() => acked >= want, "ack");
       calls.length = 0;
     },
     async settled(n) {
-      await until(() => calls.length >= n);
+      await until(() => calls.length >= n, `${n} calls (got ${calls.length})`);
       return calls;
     },
     async close() {

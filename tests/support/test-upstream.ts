@@ -48,7 +48,7 @@ export interface TestUpstreamOptions {
   /** The sidecar's ServiceAccount (default csi-driver/csi-snapshot-metadata). */
   serviceAccount?: { namespace: string; name: string };
   /** The store's block type (default FIXED_LENGTH). */
-  blockMetadataType?: number;
+  blockMetadataType?: 1 | 2;
 }
 
 /** POSTs a JSON object to the fake API server; returns the parsed answer. */
