@@ -17,7 +17,7 @@ import {
 } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import { GrpcRelayBackend } from "../src/upstream/grpc-relay.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 import {
   DEFAULT_RESUME_POLICY,
   type ResumePolicy,
@@ -372,7 +372,7 @@ async function relaySetup(
     blockMetadataType: type === "FIXED" ? "FIXED_LENGTH" : "VARIABLE_LENGTH",
   });
   const proxy = await startSidecarUpstream({ upstreamUrl: upstream.grpcUrl });
-  const relay = new GrpcRelayBackend({ url: proxy.url });
+  const relay = new NodeGrpcRelayBackend({ url: proxy.url });
   const log: string[] = [];
   const gateway = await startGateway({
     host: "127.0.0.1",

@@ -19,7 +19,7 @@ import type {
   Backend,
   CallOptions,
   ResumeReason,
-} from "../src/upstream/backend.ts";
+} from "../src/backend/backend.ts";
 import {
   CheckedStream,
   NEXT_OFFSET_KEY,

@@ -4,7 +4,7 @@
  * Labels are only the RPC name, a status code and a resume reason, all from
  * small fixed sets: namespace and snapshot names belong in the access log, never here.
  */
-import { RESUME_REASONS, type ResumeReason } from "../upstream/backend.ts";
+import { RESUME_REASONS, type ResumeReason } from "../backend/backend.ts";
 
 /** The streaming RPCs the gateway counts; their names are the label values. */
 export type RpcName =

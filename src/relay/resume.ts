@@ -39,11 +39,8 @@ import type {
   EncodedMessageStream,
   ResumeReason,
   SnapshotInfo,
-} from "../upstream/backend.ts";
-import {
-  alignDown,
-  tuplesAfter,
-} from "../upstream/kubernetes-offset-alignment.ts";
+} from "../backend/backend.ts";
+import { alignDown, tuplesAfter } from "../kubernetes/offset-alignment.ts";
 import {
   envelopeLength,
   type EnvelopeRunSource,

@@ -8,7 +8,7 @@
  * contents are read per request, as upstream does, because readiness
  * changes. Every failure names the object and is Unavailable, like upstream.
  */
-import { Buffer } from "node:buffer";
+import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Informer, type InformerOptions } from "../kube/informer.ts";
 import {
@@ -42,6 +42,20 @@ export interface DriverService {
   audience: string;
   /** PEM bundle decoded from `spec.caCert`. */
   caPem: string;
+}
+
+/** `host:port` → the host part, without IPv6 brackets. */
+export function hostOf(address: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(address) ?? /^([^:]+):\d+$/.exec(address);
+  if (!m) {
+    throw new ConnectError(
+      `SnapshotMetadataService address ${
+        JSON.stringify(address)
+      } is not host:port`,
+      Code.Unavailable,
+    );
+  }
+  return m[1];
 }
 
 export interface DiscoveryOptions {
@@ -198,10 +212,10 @@ export class Discovery {
     const unsubscribe = this.services.onChange(() => {
       const now = this.services.get(service.name);
       const spec = now?.metadata.deletionTimestamp ? undefined : now?.spec;
-      const caPem = typeof spec?.caCert === "string"
-        ? Buffer.from(spec.caCert, "base64").toString("utf8")
-        : undefined;
-      if (spec?.address === service.address && caPem === service.caPem) {
+      if (
+        spec?.address === service.address &&
+        caPemOf(spec?.caCert) === service.caPem
+      ) {
         return;
       }
       unsubscribe();
@@ -234,12 +248,11 @@ export class Discovery {
         throw unavailable(`${what} has no spec.${field}`);
       }
     }
-    return {
-      name,
-      address: spec.address,
-      audience: spec.audience,
-      caPem: Buffer.from(spec.caCert, "base64").toString("utf8"),
-    };
+    const caPem = caPemOf(spec.caCert);
+    if (caPem === undefined) {
+      throw unavailable(`${what} has a spec.caCert that is not base64`);
+    }
+    return { name, address: spec.address, audience: spec.audience, caPem };
   }
 
   async #read<T>(what: string, call: () => Promise<T>): Promise<T> {
@@ -248,5 +261,15 @@ export class Discovery {
     } catch (err) {
       throw unavailable(`could not read ${what}: ${describeApiError(err)}`);
     }
+  }
+}
+
+/** `spec.caCert` (base64 PEM) decoded; undefined when it isn't base64. */
+function caPemOf(caCert: unknown): string | undefined {
+  if (typeof caCert !== "string") return undefined;
+  try {
+    return new TextDecoder().decode(base64Decode(caCert));
+  } catch {
+    return undefined;
   }
 }
