@@ -617,7 +617,10 @@ Deno.test("resume: never outlives the caller's deadline; never retries what must
         await delay(1200);
         const late = s.proxy.calls.filter((c) => c.startedAt > endedAt);
         deepStrictEqual(late, [], "no upstream call after the deadline");
-        ok(s.proxy.calls.length <= 4, `upstream calls ${s.proxy.calls.length}`);
+        ok(
+          s.proxy.calls.length >= 2,
+          "it did try to resume before the deadline",
+        );
         ok(took < 700 + 1500, `took ${took} ms`);
       });
     }
