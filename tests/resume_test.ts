@@ -603,25 +603,34 @@ Deno.test("resume: never outlives the caller's deadline; never retries what must
     for (const protocol of ["connect", "grpc"] as const) {
       await t.step(`the caller's deadline over ${protocol}`, async () => {
         await s.proxy.plan({ faults: down });
-        const t0 = performance.now();
+        s.log.length = 0;
         const got = protocol === "grpc"
           ? await viaNodeGrpc(s.gateway, "allocated", { timeoutMs: 700 })
           : await viaConnectWeb(s.gateway, "connect", "allocated", {
             timeoutMs: 700,
           });
-        const took = performance.now() - t0;
-        const endedAt = Date.now();
         equal(got.error?.code, "deadline_exceeded");
         ok(got.tuples.length > 0);
+        // The gateway's own end of the call, from its access-log line: its
+        // deadline, or the client's cancel when the client's timer fired
+        // first (both clients enforce their deadline themselves too).
+        while (s.log.length === 0) await delay(10);
+        const line = JSON.parse(s.log[0]);
+        ok(
+          ["deadline_exceeded", "canceled"].includes(line.code),
+          JSON.stringify(line),
+        );
+        const endedAt = Date.parse(line.time);
         // Longer than the backoff: a resume that outlived the call would show.
         await delay(1200);
-        const late = s.proxy.calls.filter((c) => c.startedAt > endedAt);
+        // (Calls arrive at the proxy a few ms after the gateway sends them.)
+        const late = s.proxy.calls.filter((c) => c.startedAt > endedAt + 50);
         deepStrictEqual(late, [], "no upstream call after the deadline");
         ok(
           s.proxy.calls.length >= 2,
           "it did try to resume before the deadline",
         );
-        ok(took < 700 + 1500, `took ${took} ms`);
+        ok(line.resumes >= 1, "the access log counts the resumes");
       });
     }
     for (

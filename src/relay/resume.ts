@@ -245,6 +245,7 @@ export class ResumingBackend implements Backend {
           cut = end.offset;
           capacity = end.capacity;
         }
+        if (signal.aborted) throw aborted(e);
         const reason = resumeReason(e, signal);
         if (reason === undefined || !relayed) throw e;
         // Every tuple up to the volume's end is out: nothing is left to ask.
@@ -347,6 +348,22 @@ function gaveUp(e: unknown, attempts: number, spentMs: number): ConnectError {
     undefined,
     undefined,
     cause,
+  );
+}
+
+/**
+ * What an aborted call ends with: a cancellation, whatever the upstream call
+ * made of the abort (the signal's raw reason, a reset stream). The checked
+ * stream then reports the abort's own reason (a deadline, a shutdown).
+ */
+function aborted(e: unknown): ConnectError {
+  if (e instanceof ConnectError && e.code === Code.Canceled) return e;
+  return new ConnectError(
+    "the call was aborted",
+    Code.Canceled,
+    undefined,
+    undefined,
+    e,
   );
 }
 
