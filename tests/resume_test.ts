@@ -182,6 +182,11 @@ async function viaNodeGrpc(
 ): Promise<Outcome> {
   if (!descriptorSet) {
     const dir = await Deno.makeTempDir({ prefix: "cbt-resume-schema-" });
+    // Built once for the whole file; gone when the test process ends.
+    globalThis.addEventListener(
+      "unload",
+      () => Deno.removeSync(dir, { recursive: true }),
+    );
     descriptorSet = `${dir}/schema.binpb`;
     const built = await run(`${ROOT}/node_modules/.bin/buf`, [
       "build",
@@ -528,12 +533,6 @@ Deno.test("resume: 120 seeded cuts over Connect, gRPC-Web, gRPC, NDJSON and SSE,
     }
   } finally {
     await Deno.remove(dataDir, { recursive: true });
-    if (descriptorSet) {
-      await Deno.remove(descriptorSet.replace(/\/[^/]+$/, ""), {
-        recursive: true,
-      });
-      descriptorSet = undefined;
-    }
   }
   ok(cuts >= 100, `cuts ${cuts}`);
   console.log(
