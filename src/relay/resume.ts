@@ -217,6 +217,7 @@ export class ResumingBackend implements Backend {
     const { signal } = options;
     let stream = units.first;
     let cut = startingOffset;
+    let capacity = Infinity;
     let relayed = false;
     // The current run of reopenings that relayed nothing.
     let attempts = 0;
@@ -239,7 +240,6 @@ export class ResumingBackend implements Backend {
         }
         return;
       } catch (e) {
-        let capacity = Infinity;
         if (last !== undefined) {
           const end = units.last(last);
           cut = end.offset;
