@@ -45,6 +45,12 @@ export interface Config {
   maxStreamDurationSeconds: number;
   /** Largest max_results passed on; larger requests are clamped to it. */
   maxResults: number;
+  /** Reopen broken upstream streams where they broke (relay/resume.ts). */
+  resume: boolean;
+  /** Longest a broken stream may take to flow again before giving up. */
+  resumeBudgetMs: number;
+  /** Reopenings in a row that relay nothing before giving up. */
+  resumeAttempts: number;
   help: boolean;
 }
 
@@ -79,6 +85,13 @@ Usage: deno task start [flags]
                                    whose resource is not named after it (repeatable)
   --upstream-url <url>             grpc backend: http://host:port (h2c) or https://host:port
   --upstream-ca <file>             grpc backend: PEM CA for an https upstream
+  --resume <on|off>                grpc and kubernetes backends: when the upstream stream breaks
+                                   (its stream cap, a reset, GOAWAY, a restart, a moved service),
+                                   reopen it where it broke, invisibly to the client (default on)
+  --resume-budget <seconds>        give up when a broken stream has not flowed again after this
+                                   long (default 30); the error then carries cbt-next-offset
+  --resume-attempts <n>            give up after this many reopenings in a row that relay
+                                   nothing (default 5)
   --ticket-secret <secret>         HMAC key (at least 32 bytes) for EventSource stream tickets;
                                    give every replica the same one (default: random per process)
   --read-ahead-bytes <n>           per stream, most upstream bytes read beyond what the client
@@ -137,6 +150,21 @@ function parseCount(flag: string, value: string, min = 0): number {
   return n;
 }
 
+function positiveNumber(flag: string, value: string, integer: boolean): number {
+  const n = Number(value);
+  if (
+    value.trim() === "" || !Number.isFinite(n) || n <= 0 ||
+    (integer && !Number.isInteger(n))
+  ) {
+    throw new ConfigError(
+      `--${flag} must be a positive ${integer ? "integer" : "number"}, got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return n;
+}
+
 /** `600`, `600s`, `10m` or `1h` → seconds. */
 function parseSeconds(flag: string, value: string): number {
   const m = /^(\d+)(s|m|h)?$/.exec(value);
@@ -186,6 +214,9 @@ const STRING_FLAGS = [
   "max-streams-per-caller",
   "max-stream-duration",
   "max-results",
+  "resume",
+  "resume-budget",
+  "resume-attempts",
 ] as const;
 const LIST_FLAGS = [
   "cors-origin",
@@ -352,6 +383,18 @@ export function parseConfig(
       "max-results",
       get("max-results") ?? String(DEFAULT_MAX_RESULTS),
       1,
+    ),
+    resume: oneOf("resume", get("resume") ?? "on", ["on", "off"] as const) ===
+      "on",
+    resumeBudgetMs: positiveNumber(
+      "resume-budget",
+      get("resume-budget") ?? "30",
+      false,
+    ) * 1000,
+    resumeAttempts: positiveNumber(
+      "resume-attempts",
+      get("resume-attempts") ?? "5",
+      true,
     ),
     help: values.help === true,
   };

@@ -137,3 +137,33 @@ Deno.test("limits and read-ahead: defaults, flags, environment, refusals", () =>
     );
   }
 });
+
+Deno.test("resume: on by default, its budget and attempts from flags or environment", () => {
+  const d = parseConfig([], {});
+  deepStrictEqual([d.resume, d.resumeBudgetMs, d.resumeAttempts], [
+    true,
+    30_000,
+    5,
+  ]);
+  const c = parseConfig(["--resume-budget", "2.5"], {
+    CBT_GATEWAY_RESUME: "off",
+    CBT_GATEWAY_RESUME_ATTEMPTS: "9",
+  });
+  deepStrictEqual([c.resume, c.resumeBudgetMs, c.resumeAttempts], [
+    false,
+    2500,
+    9,
+  ]);
+  throws(
+    () => parseConfig(["--resume", "maybe"], {}),
+    /--resume must be one of on, off/,
+  );
+  throws(
+    () => parseConfig(["--resume-budget", "0"], {}),
+    /--resume-budget must be a positive number/,
+  );
+  throws(
+    () => parseConfig(["--resume-attempts", "1.5"], {}),
+    /--resume-attempts must be a positive integer/,
+  );
+});

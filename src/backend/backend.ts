@@ -58,11 +58,28 @@ export interface SnapshotInfo {
   readyToUse: boolean;
 }
 
+/**
+ * Why an upstream stream was reopened (relay/resume.ts): a small fixed set,
+ * so it can label a metric.
+ *   upstream_deadline  the upstream ended the stream with DeadlineExceeded
+ *                      (the sidecar's --max-streaming-duration-min)
+ *   unavailable        Unavailable: reset, GOAWAY, restart, TLS or connect error
+ *   service_changed    the SnapshotMetadataService got a new address or CA
+ */
+export const RESUME_REASONS = [
+  "upstream_deadline",
+  "unavailable",
+  "service_changed",
+] as const;
+export type ResumeReason = (typeof RESUME_REASONS)[number];
+
 /** Per-call context every backend method receives. */
 export interface CallOptions {
   /** Aborts when the client goes away; backends stop reading at once. */
   signal: AbortSignal;
   caller: Caller;
+  /** Told each time the call's upstream stream is reopened. */
+  onResume?: (reason: ResumeReason) => void;
 }
 
 /** The result of starting a stream: encoded response messages, in order. */

@@ -22,6 +22,8 @@ export interface AccessLogRecord {
   messages: number;
   tuples: number;
   nextOffset: number | null;
+  /** Times the upstream stream was reopened where it broke (relay/resume.ts). */
+  resumes: number;
   durationMs: number;
 }
 
@@ -34,6 +36,7 @@ export interface LoggedCall {
   caller: string | null;
   /** performance.now() when the call arrived. */
   startedAt: number;
+  resumes: number;
 }
 
 /** Request strings go into the log as given, but not without limit. */
@@ -60,6 +63,7 @@ export function writeAccessLog(
     messages: progress?.messages ?? 0,
     tuples: progress?.tuples ?? 0,
     nextOffset: progress?.nextOffset ?? null,
+    resumes: call.resumes,
     durationMs: Math.round((performance.now() - call.startedAt) * 1000) / 1000,
   };
   try {

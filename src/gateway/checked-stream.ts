@@ -15,7 +15,7 @@ import {
   VARIABLE_LENGTH,
   WireFormatError,
 } from "../wire/metadata-message.ts";
-import { attachNextOffset, isResumable } from "./resumable-error.ts";
+import { NEXT_OFFSET_KEY } from "./resumable-error.ts";
 
 /**
  * One message that passed the checks: the upstream bytes, and their decoded form on
@@ -115,7 +115,7 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
       yield* checked;
       outcome = undefined;
     } catch (e) {
-      outcome = this.#cause(e);
+      outcome = this.#withNextOffset(this.#cause(e));
       throw outcome;
     } finally {
       this.#finish(outcome);
@@ -176,14 +176,27 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
     const reason = this.signal?.aborted ? this.signal.reason : undefined;
     const cancellation = !(e instanceof ConnectError) ||
       e.code === Code.Canceled;
-    return this.#withResumeOffset(
-      reason instanceof ConnectError && cancellation ? reason : e,
-    );
+    return reason instanceof ConnectError && cancellation ? reason : e;
   }
 
-  /** A resumable error says where to resume: right after what was relayed. */
-  #withResumeOffset(e: unknown): unknown {
-    return isResumable(e) ? attachNextOffset(e, this.progress.nextOffset) : e;
+  /**
+   * Every error that ends a stream says where to continue: the
+   * `cbt-next-offset` metadata key (a gRPC/gRPC-Web trailer, Connect
+   * end-stream metadata). An error parsed from the upstream's wire keeps
+   * its code, message and details, not the upstream's metadata.
+   */
+  #withNextOffset(e: unknown): ConnectError {
+    const error = ConnectError.from(e);
+    const metadata = new Headers(error.isWireError ? {} : error.metadata);
+    metadata.set(NEXT_OFFSET_KEY, String(this.progress.nextOffset));
+    return new ConnectError(
+      error.rawMessage,
+      error.code,
+      metadata,
+      // Details parsed from the wire are sent on as they came.
+      error.details as ConstructorParameters<typeof ConnectError>[3],
+      error.cause,
+    );
   }
 
   /** Tells onFinish, once, how the stream ended. */
@@ -213,12 +226,10 @@ export class CheckedStream implements AsyncIterable<CheckedMessage> {
   #refuseCutEnd(): void {
     if (!this.signal?.aborted) return;
     const reason = this.signal.reason;
-    throw reason instanceof ConnectError
-      ? this.#withResumeOffset(reason)
-      : new ConnectError(
-        "the call was aborted before the stream ended",
-        Code.Canceled,
-      );
+    throw reason instanceof ConnectError ? reason : new ConnectError(
+      "the call was aborted before the stream ended",
+      Code.Canceled,
+    );
   }
 
   // Per-message scan state, kept on the instance so the visitor is one

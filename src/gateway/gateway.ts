@@ -109,6 +109,7 @@ export class Gateway {
         call,
       );
       observed.admitted(options.caller.username);
+      options.onResume = (reason) => observed.resumed(reason);
       const upstream = this.#backend.getMetadataAllocated(query, options);
       return observed.stream(upstream, query.startingOffset, call.signal);
     } catch (e) {
@@ -134,6 +135,7 @@ export class Gateway {
         call,
       );
       observed.admitted(options.caller.username);
+      options.onResume = (reason) => observed.resumed(reason);
       const upstream = this.#backend.getMetadataDelta(query, options);
       return observed.stream(upstream, query.startingOffset, call.signal);
     } catch (e) {
@@ -164,6 +166,7 @@ export class Gateway {
         call,
       );
       observed.admitted(options.caller.username);
+      options.onResume = (reason) => observed.resumed(reason);
       const base = await this.#backend.getSnapshot(
         query.namespace,
         baseSnapshotName,

@@ -1,9 +1,10 @@
 /**
  * The gateway's Prometheus metrics: a few counters, a gauge and a histogram,
  * rendered as text exposition format 0.0.4 for `GET /metrics`. No dependency.
- * Labels are only the RPC name and a status code, both from small fixed
- * sets: namespace and snapshot names belong in the access log, never here.
+ * Labels are only the RPC name, a status code and a resume reason, all from
+ * small fixed sets: namespace and snapshot names belong in the access log, never here.
  */
+import { RESUME_REASONS, type ResumeReason } from "../backend/backend.ts";
 
 /** The streaming RPCs the gateway counts; their names are the label values. */
 export type RpcName =
@@ -152,6 +153,11 @@ export class GatewayMetrics {
     "Streams started and not yet finished.",
     "gauge",
   );
+  readonly #resumes = new Family(
+    "cbt_gateway_resumes_total",
+    "Upstream streams reopened where they broke, by reason (upstream_deadline, unavailable, service_changed).",
+    "counter",
+  );
   readonly #duration = new Histogram(
     "cbt_gateway_stream_duration_seconds",
     "Time from the call's arrival to the end of its stream.",
@@ -166,11 +172,17 @@ export class GatewayMetrics {
       this.#active.add({ rpc }, 0);
     }
     for (const reason of LIMIT_REASONS) this.#limited.add({ reason }, 0);
+    for (const reason of RESUME_REASONS) this.#resumes.add({ reason }, 0);
   }
 
   /** A stream refused or ended by one of the gateway's limits. */
   limited(reason: LimitReason): void {
     this.#limited.add({ reason }, 1);
+  }
+
+  /** An upstream stream was reopened where it broke. */
+  resumed(reason: ResumeReason): void {
+    this.#resumes.add({ reason }, 1);
   }
 
   /** A call refused before its stream; `code` is a Connect code name. */
@@ -208,6 +220,7 @@ export class GatewayMetrics {
         this.#tuples,
         this.#bytes,
         this.#active,
+        this.#resumes,
         this.#duration,
       ]
     ) {

@@ -16,6 +16,7 @@ import {
   type StreamLimits,
   type StreamSlot,
 } from "./stream-limits.ts";
+import type { ResumeReason } from "../backend/backend.ts";
 
 export class ObservedCall {
   readonly #call: LoggedCall;
@@ -36,7 +37,14 @@ export class ObservedCall {
       snapshot: loggable(snapshot),
       caller: null,
       startedAt: performance.now(),
+      resumes: 0,
     };
+  }
+
+  /** The backend reopened the call's upstream stream where it broke. */
+  resumed(reason: ResumeReason): void {
+    this.#call.resumes++;
+    this.metrics.resumed(reason);
   }
 
   /**

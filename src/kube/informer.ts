@@ -49,6 +49,7 @@ export class Informer {
   #endCurrent?: (end: WatchEnd) => void;
   #wake?: () => void;
   #loop?: Promise<void>;
+  #listeners = new Set<() => void>();
   /** Counts list calls, for tests and metrics. */
   lists = 0;
 
@@ -78,6 +79,19 @@ export class Informer {
 
   start(): void {
     this.#loop ??= this.#run();
+  }
+
+  /**
+   * Calls `listener` after every change the informer takes in (watch event
+   * or re-list); returns the unsubscribe function.
+   */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const listener of [...this.#listeners]) listener();
   }
 
   /** Resolves true once the first list has landed, false after `timeoutMs`. */
@@ -139,6 +153,7 @@ export class Informer {
     const list = await this.#source.list();
     this.#items = new Map(list.items.map((o) => [o.metadata.name, o]));
     this.#resourceVersion = list.resourceVersion;
+    this.#changed();
     if (!this.#synced) {
       this.#synced = true;
       for (const w of this.#syncWaiters.splice(0)) w();
@@ -197,6 +212,7 @@ export class Informer {
     } else if (type === "DELETED") {
       if (name) this.#items.delete(name);
     }
+    if (name && type !== "BOOKMARK") this.#changed();
     // BOOKMARK carries only a resourceVersion: remember where we are.
     if (rv) this.#resourceVersion = rv;
   }

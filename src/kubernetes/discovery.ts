@@ -203,6 +203,27 @@ export class Discovery {
     return base;
   }
 
+  /**
+   * Calls `onMoved` once when the watched SnapshotMetadataService behind
+   * `service` changes its address or CA, or goes away: streams on the old
+   * connection must move to the new one. Returns the unsubscribe function.
+   */
+  watchService(service: DriverService, onMoved: () => void): () => void {
+    const unsubscribe = this.services.onChange(() => {
+      const now = this.services.get(service.name);
+      const spec = now?.metadata.deletionTimestamp ? undefined : now?.spec;
+      if (
+        spec?.address === service.address &&
+        caPemOf(spec?.caCert) === service.caPem
+      ) {
+        return;
+      }
+      unsubscribe();
+      onMoved();
+    });
+    return unsubscribe;
+  }
+
   /** The SnapshotMetadataService for `driver`, as currently watched. */
   async serviceFor(driver: string): Promise<DriverService> {
     const name = this.#overrides[driver] ?? driver;
@@ -227,10 +248,8 @@ export class Discovery {
         throw unavailable(`${what} has no spec.${field}`);
       }
     }
-    let caPem;
-    try {
-      caPem = new TextDecoder().decode(base64Decode(spec.caCert));
-    } catch {
+    const caPem = caPemOf(spec.caCert);
+    if (caPem === undefined) {
       throw unavailable(`${what} has a spec.caCert that is not base64`);
     }
     return { name, address: spec.address, audience: spec.audience, caPem };
@@ -242,5 +261,15 @@ export class Discovery {
     } catch (err) {
       throw unavailable(`could not read ${what}: ${describeApiError(err)}`);
     }
+  }
+}
+
+/** `spec.caCert` (base64 PEM) decoded; undefined when it isn't base64. */
+function caPemOf(caCert: unknown): string | undefined {
+  if (typeof caCert !== "string") return undefined;
+  try {
+    return new TextDecoder().decode(base64Decode(caCert));
+  } catch {
+    return undefined;
   }
 }

@@ -31,6 +31,7 @@ import {
   type ResolvedSnapshot,
 } from "./discovery.ts";
 import { alignDown, dropTuplesBefore } from "./offset-alignment.ts";
+import { serviceChanged } from "../relay/resume.ts";
 import type { TokenMinter } from "./token-minter.ts";
 
 export interface KubernetesBackendOptions {
@@ -128,10 +129,47 @@ export class KubernetesBackend implements Backend {
     options: CallOptions,
   ): AsyncGenerator<Uint8Array> {
     options.signal.throwIfAborted();
-    const runs = this.#pool.runs(targetOf(service), path, request, {
-      signal: options.signal,
-    });
-    return dropTuplesBefore(messagesOfRuns(runs), query.startingOffset);
+    const messages = this.#followingService(
+      service,
+      options.signal,
+      (signal) =>
+        messagesOfRuns(
+          this.#pool.runs(targetOf(service), path, request, { signal }),
+        ),
+    );
+    return dropTuplesBefore(messages, query.startingOffset);
+  }
+
+  /**
+   * The call `open` starts, cut with a retryable error if the service's
+   * SnapshotMetadataService moves (new address or CA) meanwhile: resume
+   * (relay/resume.ts) then reopens it where the service is now.
+   */
+  async *#followingService(
+    service: DriverService,
+    signal: AbortSignal,
+    open: (signal: AbortSignal) => AsyncIterable<Uint8Array>,
+  ): AsyncGenerator<Uint8Array> {
+    const moved = new AbortController();
+    const stopWatching = this.#discovery.watchService(
+      service,
+      () =>
+        moved.abort(
+          serviceChanged(
+            `SnapshotMetadataService ${
+              JSON.stringify(service.name)
+            } changed its address or CA during the stream`,
+          ),
+        ),
+    );
+    try {
+      yield* open(AbortSignal.any([signal, moved.signal]));
+    } catch (e) {
+      if (moved.signal.aborted && !signal.aborted) throw moved.signal.reason;
+      throw e;
+    } finally {
+      stopWatching();
+    }
   }
 
   async getSnapshot(

@@ -5,16 +5,52 @@
  * caller asked for, so the caller still gets "first tuple ends after the
  * starting offset". Only the first messages are rewritten; once a tuple
  * ends after the offset, messages pass through as upstream's bytes.
+ *
+ * A resumed stream (relay/resume.ts) goes one step further: its client
+ * already has every byte before the offset, so a VARIABLE_LENGTH extent
+ * that straddles it is cut to start there.
  */
 import {
   decodeMetadataMessage,
   encodeMetadataMessage,
+  VARIABLE_LENGTH,
 } from "../wire/metadata-message.ts";
 
 export const BLOCK_SIZE = 4096;
 
 export function alignDown(offset: number): number {
   return offset - (offset % BLOCK_SIZE);
+}
+
+/**
+ * One message with the tuples that end at or before `offset` dropped:
+ * the same bytes when nothing goes, `undefined` when everything does.
+ * `cutStraddling`: a VARIABLE_LENGTH tuple starting before `offset` (and
+ * ending after it) is cut to start at `offset`. FIXED_LENGTH tuples are
+ * never cut (their size is the block size).
+ */
+export function tuplesAfter(
+  bytes: Uint8Array,
+  offset: number,
+  cutStraddling = false,
+): Uint8Array | undefined {
+  const m = decodeMetadataMessage(bytes);
+  let keepFrom = 0;
+  while (
+    keepFrom < m.offsets.length &&
+    m.offsets[keepFrom] + m.sizes[keepFrom] <= offset
+  ) keepFrom++;
+  if (keepFrom === m.offsets.length) return undefined;
+  const cut = cutStraddling && m.blockMetadataType === VARIABLE_LENGTH &&
+    m.offsets[keepFrom] < offset;
+  if (keepFrom === 0 && !cut) return bytes;
+  const offsets = m.offsets.slice(keepFrom);
+  const sizes = m.sizes.slice(keepFrom);
+  if (cut) {
+    sizes[0] = offsets[0] + sizes[0] - offset;
+    offsets[0] = offset;
+  }
+  return encodeMetadataMessage({ ...m, offsets, sizes });
 }
 
 export async function* dropTuplesBefore(
@@ -27,18 +63,9 @@ export async function* dropTuplesBefore(
       yield bytes;
       continue;
     }
-    const m = decodeMetadataMessage(bytes);
-    let keepFrom = 0;
-    while (
-      keepFrom < m.offsets.length &&
-      m.offsets[keepFrom] + m.sizes[keepFrom] <= offset
-    ) keepFrom++;
-    if (keepFrom === m.offsets.length) continue; // all before: skip it
+    const kept = tuplesAfter(bytes, offset);
+    if (kept === undefined) continue; // all before: skip it
     trimming = false;
-    yield keepFrom === 0 ? bytes : encodeMetadataMessage({
-      ...m,
-      offsets: m.offsets.slice(keepFrom),
-      sizes: m.sizes.slice(keepFrom),
-    });
+    yield kept;
   }
 }

@@ -12,6 +12,7 @@ import {
 import { DEMO } from "../store/demo-seed.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
 import { NodeGrpcRelayBackend } from "../adapter/node-http2/relay-backend.ts";
+import { withResume } from "../relay/resume.ts";
 import { callerAuth } from "./caller-auth.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
@@ -81,13 +82,16 @@ async function authFor(config: Config): Promise<Authenticator> {
 
 /** --backend grpc: relay to a static upstream (no store, no demo seed). */
 async function startRelay(config: Config): Promise<StartedFromConfig> {
-  const backend = new NodeGrpcRelayBackend({
-    url: config.upstreamUrl!,
-    caPem: config.upstreamCa
-      ? await readTextFile(config.upstreamCa)
-      : undefined,
-    readAheadBytes: config.readAheadBytes,
-  });
+  const backend = withResume(
+    new NodeGrpcRelayBackend({
+      url: config.upstreamUrl!,
+      caPem: config.upstreamCa
+        ? await readTextFile(config.upstreamCa)
+        : undefined,
+      readAheadBytes: config.readAheadBytes,
+    }),
+    config,
+  );
   const running = await startGateway(config, {
     backend,
     auth: await authFor(config),

@@ -9,6 +9,8 @@ import { type Config, ConfigError } from "../config.ts";
 import { KubeApi, loadKubeConfig } from "../kube/kube-api.ts";
 import { Discovery, type DiscoveryOptions } from "../kubernetes/discovery.ts";
 import { KubernetesBackend } from "../kubernetes/kubernetes-backend.ts";
+import type { Backend } from "../backend/backend.ts";
+import { type ResumeConfig, withResume } from "../relay/resume.ts";
 import { UpstreamPool } from "../adapter/node-http2/upstream-pool.ts";
 import {
   SERVICE_ACCOUNT_TOKEN_PATH,
@@ -21,7 +23,8 @@ import { callerAuth } from "./caller-auth.ts";
 
 export interface KubernetesParts {
   api: KubeApi;
-  backend: KubernetesBackend;
+  /** The Kubernetes backend, wrapped in resume unless it is turned off. */
+  backend: Backend;
   auth: Authenticator;
   discovery: Discovery;
   minter?: TokenMinter;
@@ -51,7 +54,8 @@ export function createKubernetesParts(
       | "authAudiences"
       | "serviceOverrides"
     >
-    & Partial<Pick<Config, "readAheadBytes">>,
+    & Partial<Pick<Config, "readAheadBytes">>
+    & ResumeConfig,
   options: { discovery?: Omit<DiscoveryOptions, "serviceOverrides"> } = {},
 ): KubernetesParts {
   const api = new KubeApi(loadKubeConfig(config.kubeconfig));
@@ -75,7 +79,10 @@ export function createKubernetesParts(
     serviceOverrides: config.serviceOverrides,
   });
   const pool = new UpstreamPool({ readAheadBytes: config.readAheadBytes });
-  const backend = new KubernetesBackend({ discovery, pool, minter });
+  const backend = withResume(
+    new KubernetesBackend({ discovery, pool, minter }),
+    config,
+  );
   const auth = callerAuth(config.auth, () => kubernetesAuth(config, api));
   return { api, backend, auth, discovery, minter, pool };
 }

@@ -106,6 +106,15 @@ export interface KubeFixtureOptions {
   drivers?: string[];
   /** Extra policy rules (callers' rights). */
   policy?: PolicyRule[];
+  /** The sidecar stand-ins' block type (default FIXED_LENGTH). */
+  blockMetadataType?: 1 | 2;
+  /**
+   * Puts something in front of each sidecar stand-in (a faulty proxy):
+   * the SnapshotMetadataService then advertises its address and CA.
+   */
+  front?: (
+    upstream: TestUpstream,
+  ) => Promise<{ address: string; caPem: string }>;
 }
 
 export async function startKubeFixture(
@@ -131,13 +140,17 @@ export async function startKubeFixture(
         kube,
         dataDir,
         audience: `aud-${driver}`,
+        blockMetadataType: options.blockMetadataType,
       });
       cleanups.push(() => upstream.close());
+      const advertised = options.front
+        ? await options.front(upstream)
+        : upstream;
       kube.addSnapshotMetadataService({
         driver,
-        address: upstream.address,
+        address: advertised.address,
         audience: upstream.audience,
-        caCertPem: upstream.caPem,
+        caCertPem: advertised.caPem,
       });
       drivers[driver] = { driver, upstream };
     }
@@ -169,7 +182,12 @@ export async function startKubeFixture(
       gateway,
       parts,
       async startSpareUpstream(audience: string) {
-        const upstream = await startTestUpstream({ kube, dataDir, audience });
+        const upstream = await startTestUpstream({
+          kube,
+          dataDir,
+          audience,
+          blockMetadataType: options.blockMetadataType,
+        });
         cleanups.push(() => upstream.close());
         return upstream;
       },

@@ -1,7 +1,9 @@
 // A native gRPC client as Node users run it: @connectrpc/connect-node under
 // Node.js, with the service descriptor taken from `buf build` output (no
 // generated code of ours). Reads {url, ca, descriptorSet, calls} as JSON on
-// stdin; prints one result per call as JSON on stdout.
+// stdin; prints one result per call as JSON on stdout. A call may carry
+// `timeoutMs` (its deadline) and `stallMs` (a pause after its first message);
+// `json: true` on the input uses the gRPC JSON codec.
 import { readFileSync } from "node:fs";
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -15,6 +17,7 @@ const registry = createFileRegistry(
 const service = registry.getService("snapshotmetadata.SnapshotMetadata");
 const transport = createGrpcTransport({
   baseUrl: input.url,
+  useBinaryFormat: !input.json,
   nodeOptions: input.ca ? { ca: input.ca } : undefined,
 });
 const client = createClient(service, transport);
@@ -25,12 +28,20 @@ for (const call of input.calls) {
     : "getMetadataDelta";
   const out = { messages: [] };
   try {
-    for await (const m of client[method](call.request)) {
+    const options = call.timeoutMs ? { timeoutMs: call.timeoutMs } : {};
+    for await (const m of client[method](call.request, options)) {
       out.messages.push(toJson(service.method[method].output, m, { registry }));
+      if (call.stallMs && out.messages.length === 1) {
+        await new Promise((r) => setTimeout(r, call.stallMs));
+      }
     }
   } catch (e) {
     const err = ConnectError.from(e);
-    out.error = { code: err.code, message: err.rawMessage };
+    out.error = {
+      code: err.code,
+      message: err.rawMessage,
+      metadata: Object.fromEntries(err.metadata),
+    };
   }
   results.push(out);
 }

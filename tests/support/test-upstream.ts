@@ -48,6 +48,8 @@ export interface TestUpstreamOptions {
   audience: string;
   /** The sidecar's ServiceAccount (default csi-driver/csi-snapshot-metadata). */
   serviceAccount?: { namespace: string; name: string };
+  /** The store's block type (default FIXED_LENGTH). */
+  blockMetadataType?: 1 | 2;
 }
 
 /** POSTs a JSON object to the fake API server; returns the parsed answer. */
@@ -196,7 +198,10 @@ export async function startTestUpstream(
     });
     let own = kube.serviceAccountToken(sa.namespace, sa.name);
     const calls: UpstreamCall[] = [];
-    const store = new NodeFileSnapshotStore({ dataDir: options.dataDir });
+    const store = new NodeFileSnapshotStore({
+      dataDir: options.dataDir,
+      blockMetadataType: options.blockMetadataType,
+    });
     running = await startLoopbackGateway({
       backend: store,
       auth: new SidecarAuth(kube, () => own, audience, calls),

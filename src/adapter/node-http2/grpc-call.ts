@@ -146,15 +146,26 @@ export async function* rawGrpcRuns(
         codeFromHttpStatus(httpStatus),
       );
     }
+    // A Trailers-Only response carries its status in the headers.
+    const header = responseHeaders ?? new Headers();
+    const status = trailers.has("grpc-status") ? trailers : header;
+    if (!status.has("grpc-status")) {
+      // No status at all: the stream was cut in transit (a connection reset
+      // or a server gone mid-stream ends it like this), as grpc-go says.
+      throw new ConnectError(
+        `upstream stream ended without a status${
+          queue.size > 0 ? ", inside a message" : ""
+        }: the connection was lost`,
+        Code.Unavailable,
+      );
+    }
     if (queue.size > 0) {
       throw new ConnectError(
         "upstream stream ended inside a message",
         Code.Internal,
       );
     }
-    // A Trailers-Only response carries its status in the headers.
-    const header = responseHeaders ?? new Headers();
-    validateTrailer(trailers.has("grpc-status") ? trailers : header, header);
+    validateTrailer(status, header);
   } finally {
     options.signal.removeEventListener("abort", onAbort);
     if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
