@@ -18,7 +18,12 @@ import {
 import type { CallEnvelope, Gateway } from "../gateway/gateway.ts";
 
 function envelope(ctx: HandlerContext): CallEnvelope {
-  return { headers: ctx.requestHeader, signal: ctx.signal };
+  const timeoutMs = ctx.timeoutMs();
+  return {
+    headers: ctx.requestHeader,
+    signal: ctx.signal,
+    deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+  };
 }
 
 /** Registers both services on a router. */

@@ -27,6 +27,8 @@ import {
 export interface CallEnvelope {
   headers: Headers;
   signal: AbortSignal;
+  /** When the caller's deadline passes (epoch ms), if it set one. */
+  deadline?: number;
 }
 
 /** Request fields as the fronts receive them (proto field semantics). */
@@ -378,7 +380,7 @@ export class Gateway {
       signal: call.signal,
     });
     await this.auth.authorize(caller, namespace, call.signal);
-    return { signal: call.signal, caller };
+    return { signal: call.signal, caller, deadline: call.deadline };
   }
 }
 

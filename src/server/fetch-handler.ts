@@ -8,13 +8,16 @@
  */
 import { cors, createConnectRouter } from "@connectrpc/connect";
 import {
+  type Compression,
   type UniversalHandler,
   universalServerRequestFromFetch,
+  type UniversalServerResponse,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import { registerServices } from "../front/connect-services.ts";
 import { createFetchPassthrough } from "../front/passthrough/fetch-passthrough.ts";
 import { webGzip } from "../front/gzip.ts";
+import { guardHandler } from "../front/rpc-request-guard.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { METRICS_CONTENT_TYPE } from "../gateway/metrics.ts";
 
@@ -37,19 +40,24 @@ export interface FetchHandlerOptions {
 /** Requests are a few hundred bytes; anything near this is an attack. */
 export const DEFAULT_READ_MAX_BYTES = 64 * 1024;
 
+/** connect-es's handlers for both services, each behind the request guard. */
 export function rpcHandlers(
   gateway: Gateway,
   protocols: { grpc: boolean },
   options: FetchHandlerOptions = {},
+  compression: Compression[] = [webGzip],
 ): UniversalHandler[] {
+  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const router = createConnectRouter({
     grpc: protocols.grpc,
-    acceptCompression: [webGzip],
-    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    acceptCompression: compression,
+    readMaxBytes,
     shutdownSignal: options.shutdownSignal,
   });
   registerServices(gateway)(router);
-  return router.handlers;
+  return router.handlers.map((h) =>
+    guardHandler(h, { readMaxBytes, compression })
+  );
 }
 
 export function createFetchHandler(
@@ -119,7 +127,7 @@ export function createFetchHandler(
     const universalResponse = await handler(
       universalServerRequestFromFetch(request, {}),
     );
-    return universalServerResponseToFetch(universalResponse);
+    return await toFetchResponse(universalResponse);
   }
 
   const shutdownSignal = options.shutdownSignal;
@@ -157,6 +165,37 @@ export function createFetchHandler(
     }
     return response;
   };
+}
+
+/**
+ * A unary response (it has a Content-Length) as bytes rather than a stream:
+ * after a request body that broke off, the HTTP layer closes the
+ * connection once the head is out and a streamed body never follows.
+ */
+async function toFetchResponse(
+  response: UniversalServerResponse,
+): Promise<Response> {
+  const body = response.body;
+  if (!response.header?.has("content-length") || body === undefined) {
+    return universalServerResponseToFetch(response);
+  }
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return new Response(concatBytes(chunks) as Uint8Array<ArrayBuffer>, {
+    status: response.status,
+    headers: response.header,
+  });
+}
+
+function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 function corsHeadersFor(origins: string[]) {

@@ -63,6 +63,11 @@ export interface CallOptions {
   /** Aborts when the client goes away; backends stop reading at once. */
   signal: AbortSignal;
   caller: Caller;
+  /**
+   * When the caller's deadline passes (epoch ms), if it set one; relays
+   * send what is left of it upstream as `grpc-timeout`.
+   */
+  deadline?: number;
 }
 
 /** The result of starting a stream: encoded response messages, in order. */

@@ -5,7 +5,7 @@
  * undefined for anything else (unary, other methods), which the connect-es
  * router then serves.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
 import {
   binaryProtocolOf,
@@ -21,18 +21,7 @@ import {
 } from "./methods.ts";
 import { openCall, type PassthroughOptions } from "./call.ts";
 import type { Codec } from "./run-encoder.ts";
-
-async function readBody(request: Request, max: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  // The envelope header is 5 bytes on top of the message limit.
-  if (bytes.length > max + 5) {
-    throw new ConnectError(
-      `request of ${bytes.length} bytes exceeds ${max}`,
-      Code.ResourceExhausted,
-    );
-  }
-  return bytes;
-}
+import { readRequestBody } from "../request-body.ts";
 
 export function createFetchPassthrough(
   gateway: Gateway,
@@ -65,7 +54,12 @@ export function createFetchPassthrough(
           start,
           protocol,
           request.headers,
-          () => readBody(request, options.readMaxBytes),
+          // The envelope header is 5 bytes on top of the message limit.
+          (signal) =>
+            readRequestBody(request.body, {
+              maxBytes: options.readMaxBytes + 5,
+              signal,
+            }),
           request.signal,
           options,
           codec,

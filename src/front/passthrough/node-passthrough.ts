@@ -16,6 +16,7 @@ import type { Gateway } from "../../gateway/gateway.ts";
 import { binaryProtocolOf, grpcStatusHeaders } from "./framing.ts";
 import { PASSTHROUGH_METHODS, type StartStream } from "./methods.ts";
 import { openCall, type PassthroughOptions } from "./call.ts";
+import { readRequestBody } from "../request-body.ts";
 
 type Request = http2.Http2ServerRequest;
 type Response = http2.Http2ServerResponse;
@@ -27,37 +28,6 @@ function headersOf(req: Request): Headers {
     for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
   }
   return out;
-}
-
-function readBody(req: Request, max: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    req.on("data", (c: Uint8Array) => {
-      total += c.length;
-      if (total > max + 5) {
-        reject(
-          new ConnectError(
-            `request exceeds ${max} bytes`,
-            Code.ResourceExhausted,
-          ),
-        );
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => {
-      const out = new Uint8Array(total);
-      let pos = 0;
-      for (const c of chunks) {
-        out.set(c, pos);
-        pos += c.length;
-      }
-      resolve(out);
-    });
-    req.on("error", reject);
-  });
 }
 
 export function createNodePassthrough(
@@ -129,7 +99,8 @@ export function createNodePassthrough(
         start,
         "grpc",
         headersOf(req),
-        () => readBody(req, options.readMaxBytes),
+        (signal) =>
+          readRequestBody(req, { maxBytes: options.readMaxBytes + 5, signal }),
         ended,
         options,
       );
