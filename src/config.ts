@@ -37,6 +37,11 @@ export interface Config {
   upstreamUrl?: string;
   /** grpc backend: PEM CA file for an https upstream. */
   upstreamCa?: string;
+  /**
+   * Longest deadline sent upstream as grpc-timeout, in seconds (a caller's
+   * longer one is cut to it); 0: callers' deadlines go up unclamped.
+   */
+  upstreamMaxTimeoutS: number;
   help: boolean;
 }
 
@@ -71,6 +76,9 @@ Usage: deno task start [flags]
                                    whose resource is not named after it (repeatable)
   --upstream-url <url>             grpc backend: http://host:port (h2c) or https://host:port
   --upstream-ca <file>             grpc backend: PEM CA for an https upstream
+  --upstream-max-timeout <seconds> kubernetes and grpc backends: a caller's deadline goes
+                                   upstream as grpc-timeout, cut to at most this (default
+                                   3600; 0 = no limit); no caller deadline, none sent
   --ticket-secret <secret>         HMAC key (at least 32 bytes) for EventSource stream tickets;
                                    give every replica the same one (default: random per process)
   --help                           this text
@@ -131,6 +139,7 @@ const STRING_FLAGS = [
   "service-account",
   "upstream-url",
   "upstream-ca",
+  "upstream-max-timeout",
   "ticket-secret",
 ] as const;
 const LIST_FLAGS = [
@@ -193,6 +202,14 @@ export function parseConfig(
         }`,
       );
     }
+  }
+  const maxTimeout = get("upstream-max-timeout") ?? "3600";
+  if (!/^\d{1,9}$/.test(maxTimeout)) {
+    throw new ConfigError(
+      `--upstream-max-timeout must be whole seconds, got ${
+        JSON.stringify(maxTimeout)
+      }`,
+    );
   }
   const ticketSecret = get("ticket-secret");
   if (
@@ -261,6 +278,7 @@ export function parseConfig(
     ticketSecret,
     upstreamUrl,
     upstreamCa: get("upstream-ca"),
+    upstreamMaxTimeoutS: Number(maxTimeout),
     help: values.help === true,
   };
 }

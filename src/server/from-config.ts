@@ -94,6 +94,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
     caPem: config.upstreamCa
       ? await Deno.readTextFile(config.upstreamCa)
       : undefined,
+    maxTimeoutMs: config.upstreamMaxTimeoutS * 1000,
   });
   const running = await startGateway(config, {
     backend,

@@ -34,6 +34,8 @@ export interface GrpcRelayOptions {
   url: string;
   /** PEM CA bundle for an https upstream with a private CA. */
   caPem?: string;
+  /** Longest grpc-timeout sent upstream (ms); 0 or absent: no limit. */
+  maxTimeoutMs?: number;
 }
 
 const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
@@ -160,6 +162,8 @@ export class GrpcRelayBackend implements Backend {
       retryIfRefused(() =>
         rawGrpcRuns(this.#connection(), path, request, {
           signal: options.signal,
+          deadline: options.deadline,
+          maxTimeoutMs: this.options.maxTimeoutMs,
           headers: token ? { authorization: `Bearer ${token}` } : undefined,
         })
       );

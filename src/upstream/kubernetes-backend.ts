@@ -87,7 +87,7 @@ export class KubernetesBackend implements Backend {
     );
     options.signal.throwIfAborted();
     yield* dropTuplesBefore(
-      this.#pool.call(service, ALLOCATED, request, options.signal),
+      this.#pool.call(service, ALLOCATED, request, options),
       query.startingOffset,
     );
   }
@@ -115,7 +115,7 @@ export class KubernetesBackend implements Backend {
     );
     options.signal.throwIfAborted();
     yield* dropTuplesBefore(
-      this.#pool.call(service, DELTA, request, options.signal),
+      this.#pool.call(service, DELTA, request, options),
       query.startingOffset,
     );
   }

@@ -34,14 +34,16 @@ export function parseServiceAccount(text: string): ServiceAccountRef {
 }
 
 export function createKubernetesParts(
-  config: Pick<
-    Config,
-    | "kubeconfig"
-    | "serviceAccount"
-    | "auth"
-    | "authAudiences"
-    | "serviceOverrides"
-  >,
+  config:
+    & Pick<
+      Config,
+      | "kubeconfig"
+      | "serviceAccount"
+      | "auth"
+      | "authAudiences"
+      | "serviceOverrides"
+    >
+    & Partial<Pick<Config, "upstreamMaxTimeoutS">>,
   options: { discovery?: Omit<DiscoveryOptions, "serviceOverrides"> } = {},
 ): KubernetesParts {
   const api = new KubeApi(loadKubeConfig(config.kubeconfig));
@@ -62,7 +64,9 @@ export function createKubernetesParts(
     ...options.discovery,
     serviceOverrides: config.serviceOverrides,
   });
-  const pool = new UpstreamPool();
+  const pool = new UpstreamPool({
+    maxTimeoutMs: (config.upstreamMaxTimeoutS ?? 0) * 1000,
+  });
   const backend = new KubernetesBackend({ discovery, pool, minter });
   const auth = config.auth === "kubernetes"
     ? new KubernetesAuth(api, { audiences: config.authAudiences })

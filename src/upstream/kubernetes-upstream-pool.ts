@@ -18,6 +18,8 @@ export interface UpstreamPoolOptions {
   pingIntervalMs?: number;
   /** Close a connection with no streams after this long (default 5 min). */
   idleTimeoutMs?: number;
+  /** Longest grpc-timeout sent to a sidecar (ms); 0 or absent: no limit. */
+  maxTimeoutMs?: number;
 }
 
 interface Entry {
@@ -44,6 +46,7 @@ export class UpstreamPool {
   readonly #entries = new Map<string, Entry>();
   readonly #pingIntervalMs: number;
   readonly #idleTimeoutMs: number;
+  readonly #maxTimeoutMs: number;
   #closed = false;
   /** Connections opened so far (tests check reuse with it). */
   connectionsOpened = 0;
@@ -51,6 +54,7 @@ export class UpstreamPool {
   constructor(options: UpstreamPoolOptions = {}) {
     this.#pingIntervalMs = options.pingIntervalMs ?? 30_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5 * 60_000;
+    this.#maxTimeoutMs = options.maxTimeoutMs ?? 0;
   }
 
   /** Starts one server-streaming call; yields raw response messages. */
@@ -58,10 +62,14 @@ export class UpstreamPool {
     service: DriverService,
     path: string,
     request: Uint8Array,
-    signal: AbortSignal,
+    call: { signal: AbortSignal; deadline?: number },
   ): AsyncGenerator<Uint8Array> {
     return retryIfRefused(() =>
-      rawGrpcCall(this.#session(service), path, request, { signal })
+      rawGrpcCall(this.#session(service), path, request, {
+        signal: call.signal,
+        deadline: call.deadline,
+        maxTimeoutMs: this.#maxTimeoutMs,
+      })
     );
   }
 

@@ -98,6 +98,8 @@ export interface KubeFixtureOptions {
   drivers?: string[];
   /** Extra policy rules (callers' rights). */
   policy?: PolicyRule[];
+  /** --upstream-max-timeout (seconds; default: none). */
+  upstreamMaxTimeoutS?: number;
 }
 
 export async function startKubeFixture(
@@ -142,6 +144,7 @@ export async function startKubeFixture(
       auth: options.auth ?? "kubernetes",
       authAudiences: [],
       serviceOverrides: {},
+      upstreamMaxTimeoutS: options.upstreamMaxTimeoutS,
     }, { discovery: { informer: { retryMs: 50, maxRetryMs: 500 } } });
     let gateway: RunningGateway;
     try {

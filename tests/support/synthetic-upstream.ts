@@ -36,14 +36,23 @@ export interface SyntheticUpstream {
   url: string;
   /** Bytes written to each stream so far, by request order. */
   sent: number[];
+  /** Each stream's request headers, by request order. */
+  requestHeaders: http2.IncomingHttpHeaders[];
+  /** Streams open right now (counted here, at the upstream). */
+  openStreams(): number;
   close(): Promise<void>;
 }
 
 export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
   const sent: number[] = [];
+  const requestHeaders: http2.IncomingHttpHeaders[] = [];
+  let open = 0;
   const server = http2.createServer();
   server.on("stream", (stream, headers) => {
     const id = sent.push(0) - 1;
+    requestHeaders.push(headers);
+    open++;
+    stream.once("close", () => open--);
     const chunks: Uint8Array<ArrayBuffer>[] = [];
     stream.on("data", (c: Uint8Array<ArrayBuffer>) => chunks.push(c));
     stream.on("error", () => {});
@@ -118,6 +127,8 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
   return {
     url: `http://127.0.0.1:${port}`,
     sent,
+    requestHeaders,
+    openStreams: () => open,
     close: () =>
       new Promise((resolve) => {
         for (const s of sessions) s.destroy();
