@@ -34,6 +34,8 @@ import {
 } from "./support/raw-http.ts";
 import { grpcExchange } from "./support/raw-grpc.ts";
 import { gatewayNginxConfig, startNginx } from "./support/nginx.ts";
+import { startGatewayProcess } from "../bench/processes.ts";
+import { openFds, settle } from "./support/process-stats.ts";
 
 const LIST = "/cbtgateway.v1.GatewayService/ListSnapshots";
 const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
@@ -415,4 +417,36 @@ Deno.test("malformed chunked bodies: no response from Deno.serve itself, a 400 b
       await nginx.close();
     }
   });
+});
+
+Deno.test("a request refused before its body is read does not hold its connection open (found by the fuzzer)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cbt-harden-" });
+  const gw = await startGatewayProcess(["--data-dir", `${dir}/data`]);
+  try {
+    const port = Number(new URL(gw.httpUrl).port);
+    // Warm up, then the baseline.
+    await rawExchange(port, httpRequest("GET", "/healthz", {}));
+    const base = await settle(() => openFds(gw.pid), 0, 500);
+    for (let i = 0; i < 30; i++) {
+      // POST with query parameters is refused before the body is looked at
+      // (here, half of one, then a half-close).
+      const r = await rawExchange(
+        port,
+        httpRequest(
+          "POST",
+          "/v1/namespaces/demo/snapshots/snap-2/delta?baseSnapshotName=snap-1",
+          { "content-type": "application/json", connection: "close" },
+          '{"maxResults":',
+          17,
+        ),
+        { halfClose: true },
+      );
+      equal(r.status, 400);
+    }
+    const after = await settle(() => openFds(gw.pid), base + 2);
+    ok(after <= base + 2, `open fds ${base} → ${after}`);
+  } finally {
+    await gw.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,14 +7,16 @@
  *
  * - the body is read here, bounded in size and time, and the caller's
  *   deadline runs while it arrives (request-body.ts);
- * - a binary request message must be well-formed protobuf, else
- *   InvalidArgument — the code the streaming RPCs give for the same bytes;
+ * - a binary request message must decode (well-formed protobuf, each
+ *   known field of its declared type), else InvalidArgument — the code the
+ *   streaming RPCs give for the same bytes;
  * - a deadline too long for a timer (≥ 2^31 ms, legal in both protocols)
  *   is clamped to the longest one a timer holds (~24.8 days) instead of
  *   firing at once.
  *
  * The body is handed on as bytes, so connect-es does the rest as usual.
  */
+import { type DescMessage, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   type Compression,
@@ -52,6 +54,7 @@ export function guardHandler(
     if (req.method === "GET") {
       // Connect unary GET: the message is in the query.
       const malformed = await malformedGetMessage(
+        handler.method.input,
         new URL(req.url).searchParams,
         options,
       );
@@ -72,7 +75,13 @@ export function guardHandler(
       },
     ).finally(() => deadline?.clear()).then(async (bytes) => {
       const malformed = framing &&
-        await malformedMessages(bytes, framing, header, options);
+        await malformedMessages(
+          handler.method.input,
+          bytes,
+          framing,
+          header,
+          options,
+        );
       if (malformed) throw malformed;
       return bytes;
     });
@@ -122,6 +131,7 @@ function framingOf(method: string, header: Headers): Framing | undefined {
 }
 
 async function malformedMessages(
+  schema: DescMessage,
   bytes: Uint8Array,
   framing: Framing,
   header: Headers,
@@ -132,15 +142,30 @@ async function malformedMessages(
     options,
   );
   if (!framing.enveloped) {
-    return await check(bytes, compression, options);
+    return await check(schema, bytes, compression, options);
   }
-  // Incomplete envelopes are connect-es's to refuse; only whole ones here.
-  for (let pos = 0; pos + 5 <= bytes.length;) {
-    const end = pos + 5 + envelopeLength(bytes, pos);
-    if (end > bytes.length) break;
+  // The same answer the pass-through gives (connect-es would say
+  // Unimplemented for a unary call without a message).
+  if (bytes.length === 0) {
+    return new ConnectError(
+      "protocol error: missing request message",
+      Code.InvalidArgument,
+    );
+  }
+  let pos = 0;
+  while (pos < bytes.length) {
+    const end = pos + 5 +
+      (pos + 5 <= bytes.length ? envelopeLength(bytes, pos) : 0);
+    if (pos + 5 > bytes.length || end > bytes.length) {
+      return new ConnectError(
+        "protocol error: incomplete envelope",
+        Code.InvalidArgument,
+      );
+    }
     const flags = bytes[pos];
     if (flags <= 1) {
       const error = await check(
+        schema,
         bytes.subarray(pos + 5, end),
         flags === 1 ? compression ?? null : undefined,
         options,
@@ -153,6 +178,7 @@ async function malformedMessages(
 }
 
 async function malformedGetMessage(
+  schema: DescMessage,
   query: URLSearchParams,
   options: GuardOptions,
 ): Promise<ConnectError | undefined> {
@@ -178,6 +204,7 @@ async function malformedGetMessage(
     );
   }
   return await check(
+    schema,
     bytes,
     compressionOf(query.get("compression"), options),
     options,
@@ -194,6 +221,7 @@ function compressionOf(
 }
 
 async function check(
+  schema: DescMessage,
   message: Uint8Array,
   compression: Compression | null | undefined,
   options: GuardOptions,
@@ -208,13 +236,18 @@ async function check(
       return undefined;
     }
   }
-  const malformed = protobufWireError(message);
-  return malformed
-    ? new ConnectError(
-      `cannot decode request: ${malformed}`,
+  try {
+    const malformed = protobufWireError(message);
+    if (malformed) throw new Error(malformed);
+    // Well-formed, but each known field must have its declared type too.
+    fromBinary(schema, message);
+  } catch (e) {
+    return new ConnectError(
+      `cannot decode request: ${(e as Error).message}`,
       Code.InvalidArgument,
-    )
-    : undefined;
+    );
+  }
+  return undefined;
 }
 
 function connectUnaryError(error: ConnectError): UniversalServerResponse {

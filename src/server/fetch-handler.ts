@@ -127,7 +127,7 @@ export function createFetchHandler(
     const universalResponse = await handler(
       universalServerRequestFromFetch(request, {}),
     );
-    return await toFetchResponse(universalResponse);
+    return await toFetchResponse(universalResponse, handler);
   }
 
   const shutdownSignal = options.shutdownSignal;
@@ -155,6 +155,12 @@ export function createFetchHandler(
       });
     }
     const response = await route(request);
+    // Every route has read what it needs by now. A body none read (the
+    // request was refused before it) is dropped at once: left alone it
+    // holds its connection open until garbage collection.
+    if (request.body && !request.bodyUsed) {
+      request.body.cancel().catch(() => {});
+    }
     if (allowOrigin) {
       response.headers.set("access-control-allow-origin", allowOrigin);
       response.headers.set(
@@ -168,15 +174,16 @@ export function createFetchHandler(
 }
 
 /**
- * A unary response (it has a Content-Length) as bytes rather than a stream:
- * after a request body that broke off, the HTTP layer closes the
- * connection once the head is out and a streamed body never follows.
+ * A unary call's response as bytes rather than a stream: after a request
+ * body that broke off, the HTTP layer closes the connection once the head
+ * is out, and a streamed body never follows.
  */
 async function toFetchResponse(
   response: UniversalServerResponse,
+  handler: UniversalHandler,
 ): Promise<Response> {
   const body = response.body;
-  if (!response.header?.has("content-length") || body === undefined) {
+  if (handler.method.methodKind !== "unary" || body === undefined) {
     return universalServerResponseToFetch(response);
   }
   const chunks: Uint8Array[] = [];
