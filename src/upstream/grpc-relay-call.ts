@@ -203,14 +203,23 @@ export async function* rawGrpcRuns(
         codeFromHttpStatus(httpStatus),
       );
     }
+    // A Trailers-Only response carries its status in the headers.
+    const header = responseHeaders ?? new Headers();
+    if (!trailers.has("grpc-status") && !header.has("grpc-status")) {
+      // No status at all: the connection went, whatever was cut short by it
+      // (a message, or just the trailers). Unavailable, so the caller knows
+      // to resume rather than that the upstream broke the protocol.
+      throw new ConnectError(
+        "upstream stream ended without a status (connection lost)",
+        Code.Unavailable,
+      );
+    }
     if (queue.size > 0) {
       throw new ConnectError(
         "upstream stream ended inside a message",
         Code.Internal,
       );
     }
-    // A Trailers-Only response carries its status in the headers.
-    const header = responseHeaders ?? new Headers();
     validateTrailer(trailers.has("grpc-status") ? trailers : header, header);
   } finally {
     options.signal.removeEventListener("abort", onAbort);

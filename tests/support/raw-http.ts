@@ -273,3 +273,122 @@ export const GRPC_CODES = [
   "data_loss",
   "unauthenticated",
 ];
+
+/**
+ * A streaming HTTP/1.1 exchange over its own TCP connection: the response
+ * body (de-chunked) goes to `onBody` as it arrives; `onBody` returns false
+ * to abandon the response, which closes the socket at once — the plainest
+ * way a client can go away. Resolves with the status once the response
+ * ended, was abandoned, or `timeoutMs` passed (then also abandoned).
+ */
+export async function streamExchange(
+  port: number,
+  request: Uint8Array,
+  onBody: (chunk: Uint8Array, status: number) => boolean,
+  timeoutMs: number,
+): Promise<{ status: number; abandoned: boolean; complete: boolean }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  let abandoned = false;
+  const timer = setTimeout(() => {
+    abandoned = true;
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, timeoutMs);
+  let status = 0, complete = false;
+  try {
+    await conn.write(request);
+    let head: Uint8Array = new Uint8Array(0);
+    const buf = new Uint8Array(64 * 1024);
+    let body: Dechunker | undefined;
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      let chunk: Uint8Array = buf.subarray(0, n);
+      if (!body) {
+        head = concat([head, chunk]);
+        const end = headerEnd(head);
+        if (end < 0) continue;
+        const parsed = parseHead(head.subarray(0, end));
+        status = parsed.status;
+        body = new Dechunker(
+          parsed.headers.get("transfer-encoding")?.includes("chunked") ??
+            false,
+          Number(parsed.headers.get("content-length") ?? -1),
+        );
+        chunk = head.subarray(end + 4);
+      }
+      const data = body.push(chunk);
+      if (data.length > 0 && !onBody(data, status)) {
+        abandoned = true;
+        break;
+      }
+      if (body.done) {
+        complete = true;
+        break;
+      }
+    }
+  } catch {
+    // reset, or closed by the timer
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+  return { status, abandoned, complete };
+}
+
+/** Incremental chunked (or Content-Length) body decoding. */
+class Dechunker {
+  #pending = new Uint8Array(0);
+  #left = 0; // bytes left in the current chunk (+2 for its CRLF), chunked only
+  #inChunk = false;
+  done = false;
+  constructor(readonly chunked: boolean, private length: number) {}
+
+  push(bytes: Uint8Array): Uint8Array {
+    if (!this.chunked) {
+      if (this.length >= 0) {
+        this.length -= bytes.length;
+        if (this.length <= 0) this.done = true;
+      }
+      return bytes;
+    }
+    let data = concat([this.#pending, bytes]);
+    const out: Uint8Array[] = [];
+    for (;;) {
+      if (this.#inChunk) {
+        const take = Math.min(this.#left, data.length);
+        const payload = Math.max(0, Math.min(take, this.#left - 2));
+        out.push(data.subarray(0, payload));
+        this.#left -= take;
+        data = data.subarray(take);
+        if (this.#left > 0) break;
+        this.#inChunk = false;
+        continue;
+      }
+      let eol = -1;
+      for (let i = 0; i + 1 < data.length; i++) {
+        if (data[i] === 13 && data[i + 1] === 10) {
+          eol = i;
+          break;
+        }
+      }
+      if (eol < 0) break;
+      const size = parseInt(
+        new TextDecoder().decode(data.subarray(0, eol)),
+        16,
+      );
+      data = data.subarray(eol + 2);
+      if (size === 0) {
+        this.done = true;
+        break;
+      }
+      this.#inChunk = true;
+      this.#left = size + 2;
+    }
+    this.#pending = data.slice();
+    return concat(out);
+  }
+}

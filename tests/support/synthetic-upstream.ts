@@ -67,6 +67,8 @@ export async function startSyntheticUpstream(): Promise<SyntheticUpstream> {
         GetMetadataAllocatedRequestSchema,
         body.subarray(5),
       );
+      // The caller may have gone (cancelled) while the request was read.
+      if (stream.closed || stream.destroyed) return;
       const { tuples: total, status, disorder } = plan(req.snapshotName);
       const per = disorder ? 1 : req.maxResults || 256;
       const capacity = total * BLOCK;
