@@ -21,7 +21,7 @@
  */
 import { equal, match, ok } from "node:assert/strict";
 import * as http2 from "node:http2";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 import { protobufWireError } from "../src/wire/protobuf-check.ts";
 import { readRequestBody } from "../src/front/request-body.ts";
 import { BODY_TIMEOUT_MS } from "../src/front/request-body.ts";
@@ -67,7 +67,7 @@ async function withGateway(
   body: (gw: TestGateway, port: number) => Promise<void>,
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-harden-" });
-  await seedDemoIfEmpty(dataDir);
+  await seedNodeDemoIfEmpty(dataDir);
   const gw = await startTestGateway({ dataDir });
   try {
     await body(gw, Number(new URL(gw.httpUrl).port));

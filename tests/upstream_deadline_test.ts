@@ -15,8 +15,8 @@ import {
 } from "@connectrpc/connect-web";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { grpcTimeoutHeader } from "../src/upstream/grpc-relay-call.ts";
-import { GrpcRelayBackend } from "../src/upstream/grpc-relay.ts";
+import { grpcTimeoutHeader } from "../src/adapter/node-http2/grpc-call.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 import { startGateway } from "../src/server/start.ts";
 import { parseConfig } from "../src/config.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
@@ -54,7 +54,10 @@ Deno.test("static relay: the caller's deadline reaches the upstream as grpc-time
     grpcPort: 0,
     corsOrigins: [],
   }, {
-    backend: new GrpcRelayBackend({ url: upstream.url, maxTimeoutMs: 60_000 }),
+    backend: new NodeGrpcRelayBackend({
+      url: upstream.url,
+      maxTimeoutMs: 60_000,
+    }),
   });
   const session = http2.connect(gw.grpcUrl);
   try {

@@ -4,7 +4,17 @@
  * same router serves Connect, gRPC-Web and (on the HTTP/2 port) native gRPC.
  */
 import { create, fromBinary } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import {
+  type ConnectRouter,
+  createConnectRouter,
+  type HandlerContext,
+} from "@connectrpc/connect";
+import type {
+  Compression,
+  UniversalHandler,
+} from "@connectrpc/connect/protocol";
+import { webGzip } from "./gzip.ts";
+import { guardHandler } from "./rpc-request-guard.ts";
 import {
   GetMetadataAllocatedResponseSchema,
   GetMetadataDeltaResponseSchema,
@@ -15,9 +25,12 @@ import {
   ListSnapshotsResponseSchema,
   SnapshotSchema,
 } from "../../gen/cbtgateway/v1/gateway_pb.ts";
-import type { CallEnvelope, Gateway } from "../gateway/gateway.ts";
+import type { CallContext, Gateway } from "../gateway/gateway.ts";
 
-function envelope(ctx: HandlerContext): CallEnvelope {
+/** Requests are a few hundred bytes; anything near this is an attack. */
+export const DEFAULT_READ_MAX_BYTES = 64 * 1024;
+
+function callContext(ctx: HandlerContext): CallContext {
   const timeoutMs = ctx.timeoutMs();
   return {
     headers: ctx.requestHeader,
@@ -31,13 +44,16 @@ export function registerServices(gateway: Gateway) {
   return (router: ConnectRouter) => {
     router.service(SnapshotMetadata, {
       async *getMetadataAllocated(req, ctx) {
-        const stream = await gateway.getMetadataAllocated(req, envelope(ctx));
+        const stream = await gateway.getMetadataAllocated(
+          req,
+          callContext(ctx),
+        );
         for await (const { bytes } of stream) {
           yield fromBinary(GetMetadataAllocatedResponseSchema, bytes);
         }
       },
       async *getMetadataDelta(req, ctx) {
-        const stream = await gateway.getMetadataDelta(req, envelope(ctx));
+        const stream = await gateway.getMetadataDelta(req, callContext(ctx));
         for await (const { bytes } of stream) {
           yield fromBinary(GetMetadataDeltaResponseSchema, bytes);
         }
@@ -45,7 +61,10 @@ export function registerServices(gateway: Gateway) {
     });
     router.service(GatewayService, {
       async *getMetadataDeltaByName(req, ctx) {
-        const stream = await gateway.getMetadataDeltaByName(req, envelope(ctx));
+        const stream = await gateway.getMetadataDeltaByName(
+          req,
+          callContext(ctx),
+        );
         for await (const { bytes } of stream) {
           yield fromBinary(GetMetadataDeltaResponseSchema, bytes);
         }
@@ -54,7 +73,7 @@ export function registerServices(gateway: Gateway) {
         const snapshots = await gateway.listSnapshots(
           req.namespace,
           "",
-          envelope(ctx),
+          callContext(ctx),
         );
         return create(ListSnapshotsResponseSchema, {
           snapshots: snapshots.map((s) =>
@@ -70,4 +89,24 @@ export function registerServices(gateway: Gateway) {
       },
     });
   };
+}
+
+/** connect-es's handlers for both services, each behind the request guard. */
+export function rpcHandlers(
+  gateway: Gateway,
+  protocols: { grpc: boolean },
+  options: { readMaxBytes?: number; shutdownSignal?: AbortSignal } = {},
+  compression: Compression[] = [webGzip],
+): UniversalHandler[] {
+  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
+  const router = createConnectRouter({
+    grpc: protocols.grpc,
+    acceptCompression: compression,
+    readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
+  });
+  registerServices(gateway)(router);
+  return router.handlers.map((h) =>
+    guardHandler(h, { readMaxBytes, compression })
+  );
 }

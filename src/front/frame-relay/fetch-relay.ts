@@ -1,5 +1,5 @@
 /**
- * Pass-through for the fetch front: Connect and gRPC-Web binary server
+ * The frame relay on the fetch front: Connect and gRPC-Web binary server
  * streams answered with the upstream's envelopes as they are, and Connect
  * JSON streams with proto3 JSON written straight from them. Returns
  * undefined for anything else (unary, other methods), which the connect-es
@@ -10,32 +10,32 @@ import type { Gateway } from "../../gateway/gateway.ts";
 import {
   binaryProtocolOf,
   CONNECT_JSON_CONTENT_TYPE,
-  endFrame,
   isConnectJson,
   RESPONSE_CONTENT_TYPE,
-} from "./framing.ts";
+} from "./content-type.ts";
+import { endFrame } from "./end-frame.ts";
 import {
-  PASSTHROUGH_JSON_METHODS,
-  PASSTHROUGH_METHODS,
+  RELAYED_JSON_METHODS,
+  RELAYED_METHODS,
   type StartStream,
 } from "./methods.ts";
-import { openCall, type PassthroughOptions } from "./call.ts";
+import { type FrameRelayOptions, openCall } from "./call.ts";
 import type { Codec } from "./run-encoder.ts";
 import { readRequestBody } from "../request-body.ts";
 
-export function createFetchPassthrough(
+export function createFetchFrameRelay(
   gateway: Gateway,
-  options: PassthroughOptions,
+  options: FrameRelayOptions,
 ): (request: Request) => Promise<Response> | undefined {
   return (request) => {
     if (request.method !== "POST") return undefined;
     const path = new URL(request.url).pathname;
     const contentType = request.headers.get("content-type");
     if (isConnectJson(contentType)) {
-      const start = PASSTHROUGH_JSON_METHODS.get(path);
+      const start = RELAYED_JSON_METHODS.get(path);
       return start && respond("connect", start, "json");
     }
-    const start = PASSTHROUGH_METHODS.get(path);
+    const start = RELAYED_METHODS.get(path);
     const protocol = binaryProtocolOf(contentType);
     if (!start || (protocol !== "connect" && protocol !== "grpc-web")) {
       return undefined;

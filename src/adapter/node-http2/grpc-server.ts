@@ -26,10 +26,13 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { createNodePassthrough } from "../front/passthrough/node-passthrough.ts";
-import type { Gateway } from "../gateway/gateway.ts";
-import { DEFAULT_READ_MAX_BYTES, rpcHandlers } from "./fetch-handler.ts";
-import { shieldGoaway } from "../http2/goaway-shield.ts";
+import {
+  DEFAULT_READ_MAX_BYTES,
+  rpcHandlers,
+} from "../../front/connect-services.ts";
+import { createNodeFrameRelay } from "./frame-relay.ts";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { shieldGoaway } from "./goaway-shield.ts";
 
 export interface GrpcServerOptions {
   hostname: string;
@@ -79,7 +82,7 @@ export async function startGrpcServer(
     }, [compressionGzip]),
   );
   // Binary server streams skip connect-es's decode/re-encode of every message.
-  const passthrough = createNodePassthrough(gateway, {
+  const frameRelay = createNodeFrameRelay(gateway, {
     compression: [compressionGzip],
     readMaxBytes: DEFAULT_READ_MAX_BYTES,
   }, stopping.signal);
@@ -103,7 +106,7 @@ export async function startGrpcServer(
         changed.notify();
       });
     }
-    if (!passthrough(req, res)) adapter(req, res);
+    if (!frameRelay(req, res)) adapter(req, res);
   };
   // Always the cleartext server: TLS, if any, ends in `listener`.
   const server = http2.createServer(handler);
