@@ -22,10 +22,10 @@ import {
 const STREAMS = Number(Deno.env.get("SOAK_STREAMS") ?? 200);
 const SECONDS = Number(Deno.env.get("SOAK_SECONDS") ?? 0);
 /** Blocks per stream: enough for many messages, few enough for CI. */
-const BLOCKS = Number(Deno.env.get("SOAK_BLOCKS") ?? 4096);
+const BLOCKS = Number(Deno.env.get("SOAK_BLOCKS") ?? 16384);
 const BLOCK = 4096;
 const MiB = 2 ** 20;
-/** The peak the CI run may reach (measured ~? MiB; see README "Reliability"). */
+/** A ceiling for the peak RSS (measured: see README "Reliability"). */
 const PEAK_RSS_BOUND = 768 * MiB;
 
 Deno.test(`soak: ${STREAMS} concurrent full-speed streams${SECONDS ? ` for ${SECONDS} s` : ""}, every one complete and exact`, async () => {

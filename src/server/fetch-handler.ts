@@ -6,7 +6,7 @@
  * metrics, CORS, and
  * whatever extra routes are chained in (the HTTP/JSON surface).
  */
-import { cors, createConnectRouter } from "@connectrpc/connect";
+import { cors } from "@connectrpc/connect";
 import {
   type UniversalHandler,
   universalServerRequestFromFetch,

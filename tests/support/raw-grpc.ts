@@ -63,6 +63,9 @@ export async function grpcExchange(
   await new Promise<void>((resolve) => {
     stream.on("close", () => resolve());
     stream.on("error", () => {});
+    // The server has said all it will (status included): done, even if our
+    // own side was left open on purpose.
+    stream.on("end", () => stream.close());
   });
   clearTimeout(timer);
   return {
