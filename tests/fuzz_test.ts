@@ -7,6 +7,9 @@
  * data directory. Between batches the gateway's RSS and open file
  * descriptors (from /proc, so it runs as a child process) must stay flat.
  *
+ * Alongside, slow-loris bodies (a byte every 250 ms) on four routes must
+ * each be answered with DeadlineExceeded and closed.
+ *
  * Replay a failure: FUZZ_SEED=<seed> FUZZ_CASE=<n> deno task test tests/fuzz_test.ts
  */
 import { ok } from "node:assert/strict";
@@ -15,7 +18,21 @@ import { memory, startGatewayProcess } from "../bench/processes.ts";
 import { caseFor } from "./support/fuzz/cases.ts";
 import { runCase, type Target } from "./support/fuzz/run-case.ts";
 import { openFds, settle } from "./support/process-stats.ts";
+import { httpRequest, rawExchange, replyCode } from "./support/raw-http.ts";
+import { BODY_TIMEOUT_MS } from "../src/front/request-body.ts";
 
+const SLOW_LORIS_ROUTES = [
+  [
+    "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated",
+    "application/connect+proto",
+  ],
+  [
+    "/snapshotmetadata.SnapshotMetadata/GetMetadataDelta",
+    "application/grpc-web+proto",
+  ],
+  ["/cbtgateway.v1.GatewayService/ListSnapshots", "application/proto"],
+  ["/v1/namespaces/demo/snapshots/snap-1/allocated", "application/json"],
+];
 const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 10_000);
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Date.now() % 2 ** 31);
 const ONLY = Deno.env.get("FUZZ_CASE");
@@ -59,6 +76,24 @@ Deno.test(`fuzz: ${CASES} seeded cases over every surface (seed ${SEED})`, async
       ? [Number(ONLY)]
       : Array.from({ length: CASES }, (_, i) => i);
     const failures: string[] = [];
+    // Slow-loris bodies, one per kind of route, dribbling all along the run:
+    // each must be answered (DeadlineExceeded) and closed by the gateway.
+    const slowLoris = Promise.all(SLOW_LORIS_ROUTES.map(async ([path, ct]) => {
+      const r = await rawExchange(
+        target.httpPort,
+        httpRequest("POST", path, { "content-type": ct }, "", 10_000),
+        {
+          dribble: { bytes: new Uint8Array(10_000), everyMs: 250 },
+          untilClose: true,
+          waitMs: BODY_TIMEOUT_MS + 10_000,
+        },
+      );
+      if (!r.closed || replyCode(r) !== "deadline_exceeded") {
+        failures.push(
+          `slow-loris body on ${path}: ${replyCode(r)}, closed ${r.closed}`,
+        );
+      }
+    }));
     const perBatch = Math.ceil(indices.length / BATCHES);
     const samples: { rss: number; fds: number }[] = [];
     const baseFds = openFds(gw.pid);
@@ -95,6 +130,7 @@ Deno.test(`fuzz: ${CASES} seeded cases over every surface (seed ${SEED})`, async
       );
       samples.push({ rss: memory(gw.pid).rss, fds });
     }
+    await slowLoris;
     const summary = samples.map((s, i) =>
       `batch ${i + 1}: RSS ${(s.rss / MiB).toFixed(0)} MiB, ${s.fds} fds`
     );
