@@ -51,6 +51,11 @@ export interface Config {
   resumeBudgetMs: number;
   /** Reopenings in a row that relay nothing before giving up. */
   resumeAttempts: number;
+  /**
+   * Longest deadline sent upstream as grpc-timeout, in seconds (a caller's
+   * longer one is cut to it); 0: callers' deadlines go up unclamped.
+   */
+  upstreamMaxTimeoutS: number;
   help: boolean;
 }
 
@@ -92,6 +97,9 @@ Usage: deno task start [flags]
                                    long (default 30); the error then carries cbt-next-offset
   --resume-attempts <n>            give up after this many reopenings in a row that relay
                                    nothing (default 5)
+  --upstream-max-timeout <seconds> kubernetes and grpc backends: a caller's deadline goes
+                                   upstream as grpc-timeout, cut to at most this (default
+                                   3600; 0 = no limit); no caller deadline, none sent
   --ticket-secret <secret>         HMAC key (at least 32 bytes) for EventSource stream tickets;
                                    give every replica the same one (default: random per process)
   --read-ahead-bytes <n>           per stream, most upstream bytes read beyond what the client
@@ -208,6 +216,7 @@ const STRING_FLAGS = [
   "service-account",
   "upstream-url",
   "upstream-ca",
+  "upstream-max-timeout",
   "ticket-secret",
   "read-ahead-bytes",
   "max-streams",
@@ -297,6 +306,14 @@ export function parseConfig(
         }`,
       );
     }
+  }
+  const maxTimeout = get("upstream-max-timeout") ?? "3600";
+  if (!/^\d{1,9}$/.test(maxTimeout)) {
+    throw new ConfigError(
+      `--upstream-max-timeout must be whole seconds, got ${
+        JSON.stringify(maxTimeout)
+      }`,
+    );
   }
   const ticketSecret = get("ticket-secret");
   if (
@@ -396,6 +413,7 @@ export function parseConfig(
       get("resume-attempts") ?? "5",
       true,
     ),
+    upstreamMaxTimeoutS: Number(maxTimeout),
     help: values.help === true,
   };
 }

@@ -80,6 +80,11 @@ export interface CallOptions {
   caller: Caller;
   /** Told each time the call's upstream stream is reopened. */
   onResume?: (reason: ResumeReason) => void;
+  /**
+   * When the caller's deadline passes (epoch ms), if it set one; relays
+   * send what is left of it upstream as `grpc-timeout`.
+   */
+  deadline?: number;
 }
 
 /** The result of starting a stream: encoded response messages, in order. */

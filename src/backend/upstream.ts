@@ -30,6 +30,8 @@ export interface UpstreamCallOptions {
   signal: AbortSignal;
   /** Extra request headers (authorization). */
   headers?: Record<string, string>;
+  /** The caller's deadline (epoch ms): what is left goes up as grpc-timeout. */
+  deadline?: number;
 }
 
 export interface UpstreamChannel {

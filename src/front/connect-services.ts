@@ -4,7 +4,17 @@
  * same router serves Connect, gRPC-Web and (on the HTTP/2 port) native gRPC.
  */
 import { create, fromBinary } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import {
+  type ConnectRouter,
+  createConnectRouter,
+  type HandlerContext,
+} from "@connectrpc/connect";
+import type {
+  Compression,
+  UniversalHandler,
+} from "@connectrpc/connect/protocol";
+import { webGzip } from "./gzip.ts";
+import { guardHandler } from "./rpc-request-guard.ts";
 import {
   GetMetadataAllocatedResponseSchema,
   GetMetadataDeltaResponseSchema,
@@ -21,7 +31,12 @@ import type { CallContext, Gateway } from "../gateway/gateway.ts";
 export const DEFAULT_READ_MAX_BYTES = 64 * 1024;
 
 function callContext(ctx: HandlerContext): CallContext {
-  return { headers: ctx.requestHeader, signal: ctx.signal };
+  const timeoutMs = ctx.timeoutMs();
+  return {
+    headers: ctx.requestHeader,
+    signal: ctx.signal,
+    deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+  };
 }
 
 /** Registers both services on a router. */
@@ -74,4 +89,24 @@ export function registerServices(gateway: Gateway) {
       },
     });
   };
+}
+
+/** connect-es's handlers for both services, each behind the request guard. */
+export function rpcHandlers(
+  gateway: Gateway,
+  protocols: { grpc: boolean },
+  options: { readMaxBytes?: number; shutdownSignal?: AbortSignal } = {},
+  compression: Compression[] = [webGzip],
+): UniversalHandler[] {
+  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
+  const router = createConnectRouter({
+    grpc: protocols.grpc,
+    acceptCompression: compression,
+    readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
+  });
+  registerServices(gateway)(router);
+  return router.handlers.map((h) =>
+    guardHandler(h, { readMaxBytes, compression })
+  );
 }

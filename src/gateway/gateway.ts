@@ -35,6 +35,8 @@ import {
 export interface CallContext {
   headers: Headers;
   signal: AbortSignal;
+  /** When the caller's deadline passes (epoch ms), if it set one. */
+  deadline?: number;
 }
 
 /** What the gateway tells the world about its calls. */
@@ -248,7 +250,7 @@ export class Gateway {
       signal: call.signal,
     });
     await this.auth.authorize(caller, namespace, call.signal);
-    return { signal: call.signal, caller };
+    return { signal: call.signal, caller, deadline: call.deadline };
   }
 
   #observe(

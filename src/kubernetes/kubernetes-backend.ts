@@ -134,7 +134,10 @@ export class KubernetesBackend implements Backend {
       options.signal,
       (signal) =>
         messagesOfRuns(
-          this.#pool.runs(targetOf(service), path, request, { signal }),
+          this.#pool.runs(targetOf(service), path, request, {
+            signal,
+            deadline: options.deadline,
+          }),
         ),
     );
     return dropTuplesBefore(messages, query.startingOffset);

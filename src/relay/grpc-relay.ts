@@ -137,6 +137,7 @@ export class GrpcRelayBackend implements Backend {
     const start = () =>
       channel.runs({ url, caPem }, path, request, {
         signal: options.signal,
+        deadline: options.deadline,
         headers: token ? { authorization: `Bearer ${token}` } : undefined,
       });
     return {

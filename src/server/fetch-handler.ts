@@ -6,15 +6,16 @@
  * metrics, CORS, and
  * whatever extra routes are chained in (the HTTP/JSON surface).
  */
-import { cors, createConnectRouter } from "@connectrpc/connect";
+import { cors } from "@connectrpc/connect";
 import {
   type UniversalHandler,
   universalServerRequestFromFetch,
+  type UniversalServerResponse,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import {
   DEFAULT_READ_MAX_BYTES,
-  registerServices,
+  rpcHandlers,
 } from "../front/connect-services.ts";
 import type { FetchRoute } from "../front/fetch-route.ts";
 import { createFetchFrameRelay } from "../front/frame-relay/fetch-relay.ts";
@@ -31,21 +32,6 @@ export interface FetchHandlerOptions {
   readMaxBytes?: number;
   /** Aborts every running call, for a graceful shutdown. */
   shutdownSignal?: AbortSignal;
-}
-
-export function rpcHandlers(
-  gateway: Gateway,
-  protocols: { grpc: boolean },
-  options: FetchHandlerOptions = {},
-): UniversalHandler[] {
-  const router = createConnectRouter({
-    grpc: protocols.grpc,
-    acceptCompression: [webGzip],
-    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
-    shutdownSignal: options.shutdownSignal,
-  });
-  registerServices(gateway)(router);
-  return router.handlers;
 }
 
 export function createFetchHandler(
@@ -115,7 +101,7 @@ export function createFetchHandler(
     const universalResponse = await handler(
       universalServerRequestFromFetch(request, {}),
     );
-    return universalServerResponseToFetch(universalResponse);
+    return await toFetchResponse(universalResponse, handler);
   }
 
   const shutdownSignal = options.shutdownSignal;
@@ -143,6 +129,12 @@ export function createFetchHandler(
       });
     }
     const response = await route(request);
+    // Every route has read what it needs by now. A body none read (the
+    // request was refused before it) is dropped at once: left alone it
+    // holds its connection open until garbage collection.
+    if (request.body && !request.bodyUsed) {
+      request.body.cancel().catch(() => {});
+    }
     if (allowOrigin) {
       response.headers.set("access-control-allow-origin", allowOrigin);
       response.headers.set(
@@ -153,6 +145,38 @@ export function createFetchHandler(
     }
     return response;
   };
+}
+
+/**
+ * A unary call's response as bytes rather than a stream: after a request
+ * body that broke off, the HTTP layer closes the connection once the head
+ * is out, and a streamed body never follows.
+ */
+async function toFetchResponse(
+  response: UniversalServerResponse,
+  handler: UniversalHandler,
+): Promise<Response> {
+  const body = response.body;
+  if (handler.method.methodKind !== "unary" || body === undefined) {
+    return universalServerResponseToFetch(response);
+  }
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return new Response(concatBytes(chunks) as Uint8Array<ArrayBuffer>, {
+    status: response.status,
+    headers: response.header,
+  });
+}
+
+function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 function corsHeadersFor(origins: string[]) {

@@ -89,6 +89,7 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
         ? await readTextFile(config.upstreamCa)
         : undefined,
       readAheadBytes: config.readAheadBytes,
+      maxTimeoutMs: config.upstreamMaxTimeoutS * 1000,
     }),
     config,
   );

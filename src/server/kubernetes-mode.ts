@@ -54,7 +54,7 @@ export function createKubernetesParts(
       | "authAudiences"
       | "serviceOverrides"
     >
-    & Partial<Pick<Config, "readAheadBytes">>
+    & Partial<Pick<Config, "readAheadBytes" | "upstreamMaxTimeoutS">>
     & ResumeConfig,
   options: { discovery?: Omit<DiscoveryOptions, "serviceOverrides"> } = {},
 ): KubernetesParts {
@@ -78,7 +78,10 @@ export function createKubernetesParts(
     ...options.discovery,
     serviceOverrides: config.serviceOverrides,
   });
-  const pool = new UpstreamPool({ readAheadBytes: config.readAheadBytes });
+  const pool = new UpstreamPool({
+    readAheadBytes: config.readAheadBytes,
+    maxTimeoutMs: (config.upstreamMaxTimeoutS ?? 0) * 1000,
+  });
   const backend = withResume(
     new KubernetesBackend({ discovery, pool, minter }),
     config,

@@ -115,6 +115,8 @@ export interface KubeFixtureOptions {
   front?: (
     upstream: TestUpstream,
   ) => Promise<{ address: string; caPem: string }>;
+  /** --upstream-max-timeout (seconds; default: none). */
+  upstreamMaxTimeoutS?: number;
 }
 
 export async function startKubeFixture(
@@ -163,6 +165,7 @@ export async function startKubeFixture(
       auth: options.auth ?? "kubernetes",
       authAudiences: [],
       serviceOverrides: {},
+      upstreamMaxTimeoutS: options.upstreamMaxTimeoutS,
     }, { discovery: { informer: { retryMs: 50, maxRetryMs: 500 } } });
     let gateway: RunningGateway;
     try {

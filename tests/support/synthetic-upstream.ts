@@ -41,6 +41,10 @@ export interface SyntheticUpstream {
   url: string;
   /** Bytes written to each stream so far, by request order. */
   sent: number[];
+  /** Each stream's request headers, by request order. */
+  requestHeaders: http2.IncomingHttpHeaders[];
+  /** Streams open right now (counted here, at the upstream). */
+  openStreams(): number;
   close(): Promise<void>;
 }
 
@@ -57,6 +61,8 @@ export async function startSyntheticUpstream(
   // Connections come through the GOAWAY shield, as in the gateway's own
   // server: a gateway closing its session (shutdown) sends GOAWAY, which
   // would abort this process inside Deno's nghttp2 (denoland/deno#36788).
+  const requestHeaders: http2.IncomingHttpHeaders[] = [];
+  let open = 0;
   const server = http2.createServer();
   const listener = tls
     ? tlsNet.createServer({
@@ -77,6 +83,9 @@ export async function startSyntheticUpstream(
   });
   server.on("stream", (stream, headers) => {
     const id = sent.push(0) - 1;
+    requestHeaders.push(headers);
+    open++;
+    stream.once("close", () => open--);
     const chunks: Uint8Array<ArrayBuffer>[] = [];
     stream.on("data", (c: Uint8Array<ArrayBuffer>) => chunks.push(c));
     stream.on("error", () => {});
@@ -91,6 +100,8 @@ export async function startSyntheticUpstream(
         GetMetadataAllocatedRequestSchema,
         body.subarray(5),
       );
+      // The caller may have gone (cancelled) while the request was read.
+      if (stream.closed || stream.destroyed) return;
       const { tuples: total, status, disorder } = plan(req.snapshotName);
       const per = disorder ? 1 : req.maxResults || 256;
       const capacity = total * BLOCK;
@@ -152,6 +163,8 @@ export async function startSyntheticUpstream(
   return {
     url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     sent,
+    requestHeaders,
+    openStreams: () => open,
     close: () =>
       new Promise((resolve) => {
         for (const s of sessions) s.destroy();

@@ -31,6 +31,8 @@ export interface UpstreamCall {
   /** The audiences TokenReview confirmed. */
   audiences?: string[];
   outcome: "ok" | "unauthenticated" | "denied";
+  /** The grpc-timeout header the call came with, if any. */
+  grpcTimeout?: string;
 }
 
 export interface TestUpstream {
@@ -103,6 +105,7 @@ class SidecarAuth implements Authenticator {
     const call: UpstreamCall = {
       securityToken: request.securityToken,
       outcome: "unauthenticated",
+      grpcTimeout: request.headers.get("grpc-timeout") ?? undefined,
     };
     this.calls.push(call);
     const review = await postJson(

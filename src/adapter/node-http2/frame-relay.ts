@@ -13,7 +13,6 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { concatBytes } from "../../wire/bytes.ts";
 import { webHeaders } from "./headers.ts";
 import { binaryProtocolOf } from "../../front/frame-relay/content-type.ts";
 import { grpcStatusHeaders } from "../../front/frame-relay/end-frame.ts";
@@ -26,32 +25,10 @@ import {
   openCall,
 } from "../../front/frame-relay/call.ts";
 import { shutdownError } from "../../gateway/resumable-error.ts";
+import { readRequestBody } from "../../front/request-body.ts";
 
 type Request = http2.Http2ServerRequest;
 type Response = http2.Http2ServerResponse;
-
-function readBody(req: Request, max: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    req.on("data", (c: Uint8Array) => {
-      total += c.length;
-      if (total > max + 5) {
-        reject(
-          new ConnectError(
-            `request exceeds ${max} bytes`,
-            Code.ResourceExhausted,
-          ),
-        );
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(concatBytes(chunks)));
-    req.on("error", reject);
-  });
-}
 
 export function createNodeFrameRelay(
   gateway: Gateway,
@@ -122,7 +99,8 @@ export function createNodeFrameRelay(
         start,
         "grpc",
         webHeaders(req.headers),
-        () => readBody(req, options.readMaxBytes),
+        (signal) =>
+          readRequestBody(req, { maxBytes: options.readMaxBytes + 5, signal }),
         ended,
         options,
       );

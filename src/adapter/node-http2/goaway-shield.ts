@@ -122,18 +122,25 @@ export function connectShielded(
   };
   const session: http2.ClientHttp2Session = http2.connect(authority, {
     ...options,
-    createConnection: () =>
-      shieldGoaway(
-        secure
-          ? tls.connect({
-            ...options,
-            host,
-            port,
-            ALPNProtocols: ["h2"],
-          } as tls.ConnectionOptions)
-          : net.connect({ host, port }),
-        { server: false, onGoaway },
-      ),
+    createConnection: () => {
+      const raw = secure
+        ? tls.connect({
+          ...options,
+          host,
+          port,
+          ALPNProtocols: ["h2"],
+        } as tls.ConnectionOptions)
+        : net.connect({ host, port });
+      // The upstream (or something between) closed its side: nothing more
+      // will come on this connection. node:http2 under Deno keeps such a
+      // session "open", and streams on it would wait forever; end them.
+      raw.once("end", () => {
+        if (!session.destroyed) {
+          session.destroy(new Error("upstream closed the connection"));
+        }
+      });
+      return shieldGoaway(raw, { server: false, onGoaway });
+    },
   });
   // node:http2 keeps no list of a session's streams we could read.
   const request = session.request.bind(session);

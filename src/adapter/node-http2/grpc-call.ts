@@ -34,6 +34,28 @@ export interface RawCallOptions {
    * read-ahead.ts; default: a quarter of the default read-ahead bound).
    */
   highWaterBytes?: number;
+  /** The caller's deadline (epoch ms): what is left goes up as grpc-timeout. */
+  deadline?: number;
+  /** Longest grpc-timeout sent upstream (ms); 0 or absent: no limit. */
+  maxTimeoutMs?: number;
+}
+
+/**
+ * The `grpc-timeout` header for what is left of a caller's deadline,
+ * clamped to `maxMs`, or undefined without a deadline. gRPC allows at most
+ * 8 digits, so the unit grows with the value.
+ */
+export function grpcTimeoutHeader(
+  deadline: number | undefined,
+  maxMs = 0,
+  now = Date.now(),
+): string | undefined {
+  if (deadline === undefined) return undefined;
+  let ms = Math.max(1, Math.ceil(deadline - now));
+  if (maxMs > 0) ms = Math.min(ms, maxMs);
+  if (ms < 1e8) return `${ms}m`;
+  if (ms / 1e3 < 1e8) return `${Math.ceil(ms / 1e3)}S`;
+  return `${Math.min(99_999_999, Math.ceil(ms / 3_600_000))}H`;
 }
 
 /**
@@ -49,11 +71,13 @@ export async function* rawGrpcRuns(
   options: RawCallOptions,
 ): AsyncGenerator<Uint8Array> {
   options.signal.throwIfAborted();
+  const timeout = grpcTimeoutHeader(options.deadline, options.maxTimeoutMs);
   const stream = session.request({
     ":method": "POST",
     ":path": path,
     "content-type": "application/grpc+proto",
     te: "trailers",
+    ...(timeout ? { "grpc-timeout": timeout } : {}),
     ...options.headers,
   });
   const queue = new EnvelopeQueue(READ_MAX_BYTES);

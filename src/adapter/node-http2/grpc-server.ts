@@ -19,10 +19,16 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import * as tls from "node:tls";
 import type { Duplex } from "node:stream";
-import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import {
   DEFAULT_READ_MAX_BYTES,
-  registerServices,
+  rpcHandlers,
 } from "../../front/connect-services.ts";
 import { createNodeFrameRelay } from "./frame-relay.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
@@ -67,12 +73,12 @@ export async function startGrpcServer(
   const stop = () => stopping.abort(shutdownError());
   options.shutdownSignal?.addEventListener("abort", stop, { once: true });
   if (options.shutdownSignal?.aborted) stop();
-  const adapter = connectNodeAdapter({
-    routes: registerServices(gateway),
-    acceptCompression: [compressionGzip],
-    readMaxBytes: DEFAULT_READ_MAX_BYTES,
-    shutdownSignal: stopping.signal,
-  });
+  const adapter = nodeAdapter(
+    rpcHandlers(gateway, { grpc: true }, {
+      readMaxBytes: DEFAULT_READ_MAX_BYTES,
+      shutdownSignal: stopping.signal,
+    }, [compressionGzip]),
+  );
   // Binary server streams skip connect-es's decode/re-encode of every message.
   const frameRelay = createNodeFrameRelay(gateway, {
     compression: [compressionGzip],
@@ -218,4 +224,28 @@ class Changes {
       this.#waiters.add(check);
     });
   }
+}
+
+/**
+ * connect-node's adapter, over the gateway's guarded handlers (see
+ * rpc-request-guard.ts) instead of a router of its own.
+ */
+function nodeAdapter(
+  handlers: UniversalHandler[],
+): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
+  const byPath = new Map(handlers.map((h) => [h.requestPath, h]));
+  return (req, res) => {
+    const handler = byPath.get(req.url.split("?", 1)[0]);
+    if (!handler) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        console.error(`handler for ${handler.requestPath} failed:`, reason);
+      });
+  };
 }

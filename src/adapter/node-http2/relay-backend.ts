@@ -11,9 +11,16 @@ import { UpstreamPool } from "./upstream-pool.ts";
 
 export class NodeGrpcRelayBackend extends GrpcRelayBackend {
   constructor(
-    options: Omit<GrpcRelayOptions, "channel"> & { readAheadBytes?: number },
+    options: Omit<GrpcRelayOptions, "channel"> & {
+      readAheadBytes?: number;
+      /** Longest grpc-timeout sent upstream (ms); 0 or absent: no limit. */
+      maxTimeoutMs?: number;
+    },
   ) {
-    const { readAheadBytes, ...relay } = options;
-    super({ ...relay, channel: new UpstreamPool({ readAheadBytes }) });
+    const { readAheadBytes, maxTimeoutMs, ...relay } = options;
+    super({
+      ...relay,
+      channel: new UpstreamPool({ readAheadBytes, maxTimeoutMs }),
+    });
   }
 }

@@ -31,6 +31,8 @@ export interface UpstreamPoolOptions {
   idleTimeoutMs?: number;
   /** Per stream, most upstream bytes held for the client (read-ahead.ts). */
   readAheadBytes?: number;
+  /** Longest grpc-timeout sent to a sidecar (ms); 0 or absent: no limit. */
+  maxTimeoutMs?: number;
 }
 
 interface Entry {
@@ -44,6 +46,7 @@ export class UpstreamPool implements UpstreamChannel {
   readonly #pingIntervalMs: number;
   readonly #idleTimeoutMs: number;
   readonly #windows: UpstreamWindows;
+  readonly #maxTimeoutMs: number;
   #closed = false;
   /** Connections opened so far (tests check reuse with it). */
   connectionsOpened = 0;
@@ -52,6 +55,7 @@ export class UpstreamPool implements UpstreamChannel {
     this.#pingIntervalMs = options.pingIntervalMs ?? 30_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5 * 60_000;
     this.#windows = upstreamWindows(options.readAheadBytes);
+    this.#maxTimeoutMs = options.maxTimeoutMs ?? 0;
   }
 
   runs(
@@ -66,6 +70,7 @@ export class UpstreamPool implements UpstreamChannel {
       rawGrpcRuns(this.#session(target), path, request, {
         ...options,
         highWaterBytes: this.#windows.queueHighWaterBytes,
+        maxTimeoutMs: this.#maxTimeoutMs,
       })
     );
   }

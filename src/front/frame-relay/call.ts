@@ -18,6 +18,7 @@ import { timeoutOf } from "./timeout.ts";
 import type { StartStream } from "./methods.ts";
 import { type Codec, runEncoder } from "./run-encoder.ts";
 import { NEXT_OFFSET_KEY } from "../../gateway/resumable-error.ts";
+import { setDeadlineTimer } from "../deadline.ts";
 
 export interface FrameRelayOptions {
   compression: Compression[];
@@ -42,7 +43,8 @@ export async function openCall(
   start: StartStream,
   protocol: BinaryProtocol,
   requestHeaders: Headers,
-  readBody: () => Promise<Uint8Array>,
+  /** Reads the whole body; must stop (reject) when `signal` aborts. */
+  readBody: (signal: AbortSignal) => Promise<Uint8Array>,
   clientSignal: AbortSignal,
   options: FrameRelayOptions,
   /** "json": Connect JSON (the request is proto3 JSON; `start` decodes it). */
@@ -52,20 +54,22 @@ export async function openCall(
   const onClientGone = () => abort.abort(clientSignal.reason);
   if (clientSignal.aborted) onClientGone();
   clientSignal.addEventListener("abort", onClientGone, { once: true });
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelTimer = () => {};
   const done = () => {
     clientSignal.removeEventListener("abort", onClientGone);
-    clearTimeout(timer);
+    cancelTimer();
   };
   try {
     const timeoutMs = timeoutOf(protocol, requestHeaders);
+    let deadline: number | undefined;
     if (timeoutMs !== undefined) {
-      timer = setTimeout(
+      deadline = Date.now() + timeoutMs;
+      cancelTimer = setDeadlineTimer(
+        timeoutMs,
         () =>
           abort.abort(
             new ConnectError("the operation timed out", Code.DeadlineExceeded),
           ),
-        timeoutMs,
       );
     }
     const compression = negotiateCompression(
@@ -74,14 +78,17 @@ export async function openCall(
       options.compression,
     );
     if (compression.error) throw compression.error;
+    // The deadline runs while the body arrives: a stalled body must not
+    // outlive it.
     const request = await requestMessage(
-      await readBody(),
+      await readBody(abort.signal),
       compression.request,
       options.readMaxBytes,
     );
     const stream = await start(gateway, request, {
       headers: requestHeaders,
       signal: abort.signal,
+      deadline,
     });
     const headers: Record<string, string> = {
       "content-type": codec === "json"

@@ -5,9 +5,8 @@
  * undefined for anything else (unary, other methods), which the connect-es
  * router then serves.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { concatBytes } from "../../wire/bytes.ts";
 import {
   binaryProtocolOf,
   CONNECT_JSON_CONTENT_TYPE,
@@ -22,31 +21,7 @@ import {
 } from "./methods.ts";
 import { type FrameRelayOptions, openCall } from "./call.ts";
 import type { Codec } from "./run-encoder.ts";
-
-/**
- * The request body, read only up to the limit: a larger one is refused as
- * soon as it passes it, without reading the rest.
- */
-async function readBody(request: Request, max: number): Promise<Uint8Array> {
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return concatBytes(chunks);
-    total += value.length;
-    // The envelope header is 5 bytes on top of the message limit.
-    if (total > max + 5) {
-      reader.cancel().catch(() => {});
-      throw new ConnectError(
-        `request exceeds ${max} bytes`,
-        Code.ResourceExhausted,
-      );
-    }
-    chunks.push(value);
-  }
-}
+import { readRequestBody } from "../request-body.ts";
 
 export function createFetchFrameRelay(
   gateway: Gateway,
@@ -79,7 +54,12 @@ export function createFetchFrameRelay(
           start,
           protocol,
           request.headers,
-          () => readBody(request, options.readMaxBytes),
+          // The envelope header is 5 bytes on top of the message limit.
+          (signal) =>
+            readRequestBody(request.body, {
+              maxBytes: options.readMaxBytes + 5,
+              signal,
+            }),
           request.signal,
           options,
           codec,

@@ -15,6 +15,7 @@ import {
   GetMetadataDeltaRequestSchema,
 } from "../../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GetMetadataDeltaByNameRequestSchema } from "../../../gen/cbtgateway/v1/gateway_pb.ts";
+import { protobufWireError } from "../../wire/protobuf-check.ts";
 import type { CheckedStream } from "../../gateway/checked-stream.ts";
 import type { CallContext, Gateway } from "../../gateway/gateway.ts";
 
@@ -68,6 +69,10 @@ function decoder(
   return (gateway, bytes, call) => {
     let req;
     try {
+      if (codec === "proto") {
+        const malformed = protobufWireError(bytes);
+        if (malformed) throw new Error(malformed);
+      }
       req = codec === "proto"
         ? fromBinary(request, bytes)
         : fromJsonString(request, textDecoder.decode(bytes));

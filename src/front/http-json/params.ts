@@ -6,6 +6,8 @@
  */
 import type { Operation } from "./block-records.ts";
 import { invalidArgument } from "./errors.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { readRequestBody } from "../request-body.ts";
 
 export interface StreamParams {
   startingOffset: bigint;
@@ -133,28 +135,16 @@ export function lastEventOffset(headers: Headers): bigint | undefined {
 
 /** The body as text, refusing bodies larger than any real request. */
 async function readText(request: Request): Promise<string> {
-  if (!request.body) return "";
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_BODY_BYTES) {
-      await reader.cancel();
-      throw invalidArgument(
-        `request body is larger than ${MAX_BODY_BYTES} bytes`,
-      );
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.byteLength;
-  }
+  const all = await readRequestBody(request.body, {
+    maxBytes: MAX_BODY_BYTES,
+    signal: request.signal,
+  }).catch((e) => {
+    const error = ConnectError.from(e);
+    // This surface has always answered an oversized body with a 400.
+    throw error.code === Code.ResourceExhausted
+      ? invalidArgument(`request body is larger than ${MAX_BODY_BYTES} bytes`)
+      : error;
+  });
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(all);
   } catch {
