@@ -4,11 +4,14 @@
  */
 import { type Config, ConfigError } from "../config.ts";
 import { type Authenticator, NoAuth } from "../auth/authenticator.ts";
+import { ForwardAuth } from "../auth/forward-auth.ts";
 import { PassthroughAuth } from "../auth/passthrough-auth.ts";
 import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
 import { FileSnapshotStore } from "../store/file-store.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
 import { GrpcRelayBackend } from "../upstream/grpc-relay.ts";
+import { ConnectUpstreamBackend } from "../relay/connect-upstream.ts";
+import { createTicketForwarding } from "../front/http-json/ticket-forwarding.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
 export interface StartedFromConfig extends RunningGateway {
@@ -23,6 +26,7 @@ export async function startFromConfig(
   config: Config,
 ): Promise<StartedFromConfig> {
   if (config.backend === "grpc") return await startRelay(config);
+  if (config.backend === "connect") return await startConnectRelay(config);
   if (config.backend === "kubernetes") return await startKubernetes(config);
   if (config.backend !== "embedded") {
     throw new Error(`backend ${config.backend} is not available in this build`);
@@ -67,6 +71,8 @@ async function callerAuth(config: Config): Promise<Authenticator> {
   switch (config.auth) {
     case "none":
       return new NoAuth();
+    case "forward":
+      return new ForwardAuth();
     case "passthrough":
       if (config.backend === "embedded") {
         throw new ConfigError(
@@ -104,6 +110,31 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
     ...running,
     banner: [
       `cbt-gateway: grpc relay to ${config.upstreamUrl}, auth ${config.auth}`,
+      `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
+      `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
+    ],
+  };
+}
+
+/**
+ * --backend connect: an edge tier in front of another cbt-gateway's HTTP
+ * port (the same composition as the edge bundle, server/edge.ts, on Deno).
+ */
+async function startConnectRelay(config: Config): Promise<StartedFromConfig> {
+  const upstreamUrl = config.upstreamUrl!;
+  const running = await startGateway(config, {
+    backend: new ConnectUpstreamBackend({ baseUrl: upstreamUrl }),
+    auth: await callerAuth(config),
+    log: accessLog,
+    // With forwarded tokens only the upstream knows the caller a ticket names.
+    routes: config.auth === "forward"
+      ? () => [createTicketForwarding(upstreamUrl)]
+      : undefined,
+  });
+  return {
+    ...running,
+    banner: [
+      `cbt-gateway: connect relay to ${upstreamUrl}, auth ${config.auth}`,
       `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
       `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
     ],
