@@ -24,7 +24,7 @@ import {
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import { startGateway } from "../src/server/start.ts";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
+import { NodeFileSnapshotStore } from "../src/adapter/node-fs/file-store.ts";
 import { FIXED_LENGTH } from "../src/wire/metadata-message.ts";
 import {
   allocatedBlocks,
@@ -87,7 +87,7 @@ async function inClusterTier(): Promise<Fixture> {
   await writeImage(dataDir, NS, "vol", "target", target);
   // "slow": the target's blocks at one message per 100 ms.
   const slow = new SlowStore(
-    new FileSnapshotStore({ dataDir, blockMetadataType: FIXED_LENGTH }),
+    new NodeFileSnapshotStore({ dataDir, blockMetadataType: FIXED_LENGTH }),
     { slow: "slow", servedAs: "target", intervalMs: 100 },
   );
   const log: string[] = [];

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import type { Backend } from "../src/upstream/backend.ts";
+import type { Backend } from "../src/backend/backend.ts";
 import { blockTuples, DEMO_BLOCKS } from "./support/json-records.ts";
 import { demoBackend } from "./support/memory-backend.ts";
 import { ROOT } from "./support/run.ts";

@@ -2,7 +2,7 @@
  * HTTP/2 GOAWAY on busy connections, both ways, must not crash the gateway.
  * Under Deno 2.9.6 a node:http2 session that has completed a few dozen
  * streams aborts the process when it receives a GOAWAY (denoland/deno#36788;
- * see src/http2/goaway-shield.ts). The peers here run under Node.js, whose
+ * see src/adapter/node-http2/goaway-shield.ts). The peers here run under Node.js, whose
  * node:http2 doesn't have that bug: a client making 100+ calls per
  * connection and closing each one (GOAWAY), and an upstream proxy that
  * retires every connection with a GOAWAY after 40 streams, as a grpc-go

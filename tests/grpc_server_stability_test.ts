@@ -20,7 +20,7 @@ import type {
   AllocatedQuery,
   Backend,
   CallOptions,
-} from "../src/upstream/backend.ts";
+} from "../src/backend/backend.ts";
 import {
   encodeMetadataMessage,
   FIXED_LENGTH,
@@ -29,7 +29,7 @@ import {
 import {
   type Envelope,
   EnvelopeSplitter,
-} from "../src/upstream/grpc-relay-call.ts";
+} from "./support/envelope-splitter.ts";
 import { startGateway } from "../src/server/start.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

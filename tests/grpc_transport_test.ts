@@ -34,14 +34,14 @@ import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import {
   createUpstreamGrpcTransport,
   type UpstreamGrpcTransport,
-} from "../src/upstream/grpc-transport.ts";
+} from "./support/grpc-transport.ts";
 import { startGateway } from "../src/server/start.ts";
 import type {
   AllocatedQuery,
   Backend,
   CallOptions,
   SnapshotInfo,
-} from "../src/upstream/backend.ts";
+} from "../src/backend/backend.ts";
 import {
   encodeMetadataMessage,
   FIXED_LENGTH,

@@ -11,7 +11,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { startGateway } from "../src/server/start.ts";
-import { createKubernetesParts } from "../src/upstream/kubernetes-mode.ts";
+import { createKubernetesParts } from "../src/server/kubernetes-mode.ts";
 
 const kubeconfig = Deno.env.get("KUBECONFIG");
 const namespace = Deno.env.get("CBT_TEST_NAMESPACE");

@@ -9,15 +9,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { KubeConfig } from "@kubernetes/client-node";
 import { KubeApi } from "../src/kube/kube-api.ts";
 import { Informer } from "../src/kube/informer.ts";
-import { TokenMinter } from "../src/upstream/token-minter.ts";
+import { TokenMinter } from "../src/kubernetes/token-minter.ts";
 import { KubernetesAuth } from "../src/auth/kubernetes-auth.ts";
 import { ReviewCache } from "../src/auth/kubernetes-review-cache.ts";
 import { PassthroughAuth } from "../src/auth/passthrough-auth.ts";
 import {
   alignDown,
   dropTuplesBefore,
-} from "../src/upstream/kubernetes-offset-alignment.ts";
-import { hostOf } from "../src/upstream/kubernetes-upstream-pool.ts";
+} from "../src/kubernetes/offset-alignment.ts";
+import { hostOf } from "../src/kubernetes/discovery.ts";
 import {
   decodeMetadataMessage,
   encodeMetadataMessage,

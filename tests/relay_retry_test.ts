@@ -11,7 +11,7 @@ import {
   rawGrpcRuns,
   retryIfRefused,
   wasRefused,
-} from "../src/upstream/grpc-relay-call.ts";
+} from "../src/adapter/node-http2/grpc-call.ts";
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];

@@ -3,7 +3,7 @@
  * snapshots of a namespace. Each `--auth` mode is one implementation.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Caller } from "../upstream/backend.ts";
+import type { Caller } from "../backend/backend.ts";
 
 export interface AuthRequest {
   /** Request headers as the front received them (Authorization, …). */

@@ -5,7 +5,7 @@
  * authorizes the caller exactly as if called directly, and its refusals
  * come back with their codes. For an edge tier in front of a gateway.
  */
-import type { Caller } from "../upstream/backend.ts";
+import type { Caller } from "../backend/backend.ts";
 import {
   type Authenticator,
   type AuthRequest,

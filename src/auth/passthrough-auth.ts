@@ -5,7 +5,7 @@
  * its side). The gateway only insists the field is there.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Caller } from "../upstream/backend.ts";
+import type { Caller } from "../backend/backend.ts";
 import type { Authenticator, AuthRequest } from "./authenticator.ts";
 
 export class PassthroughAuth implements Authenticator {

@@ -15,9 +15,12 @@ import {
   ListSnapshotsResponseSchema,
   SnapshotSchema,
 } from "../../gen/cbtgateway/v1/gateway_pb.ts";
-import type { CallEnvelope, Gateway } from "../gateway/gateway.ts";
+import type { CallContext, Gateway } from "../gateway/gateway.ts";
 
-function envelope(ctx: HandlerContext): CallEnvelope {
+/** Requests are a few hundred bytes; anything near this is an attack. */
+export const DEFAULT_READ_MAX_BYTES = 64 * 1024;
+
+function callContext(ctx: HandlerContext): CallContext {
   return { headers: ctx.requestHeader, signal: ctx.signal };
 }
 
@@ -26,13 +29,16 @@ export function registerServices(gateway: Gateway) {
   return (router: ConnectRouter) => {
     router.service(SnapshotMetadata, {
       async *getMetadataAllocated(req, ctx) {
-        const stream = await gateway.getMetadataAllocated(req, envelope(ctx));
+        const stream = await gateway.getMetadataAllocated(
+          req,
+          callContext(ctx),
+        );
         for await (const { bytes } of stream) {
           yield fromBinary(GetMetadataAllocatedResponseSchema, bytes);
         }
       },
       async *getMetadataDelta(req, ctx) {
-        const stream = await gateway.getMetadataDelta(req, envelope(ctx));
+        const stream = await gateway.getMetadataDelta(req, callContext(ctx));
         for await (const { bytes } of stream) {
           yield fromBinary(GetMetadataDeltaResponseSchema, bytes);
         }
@@ -40,7 +46,10 @@ export function registerServices(gateway: Gateway) {
     });
     router.service(GatewayService, {
       async *getMetadataDeltaByName(req, ctx) {
-        const stream = await gateway.getMetadataDeltaByName(req, envelope(ctx));
+        const stream = await gateway.getMetadataDeltaByName(
+          req,
+          callContext(ctx),
+        );
         for await (const { bytes } of stream) {
           yield fromBinary(GetMetadataDeltaResponseSchema, bytes);
         }
@@ -49,7 +58,7 @@ export function registerServices(gateway: Gateway) {
         const snapshots = await gateway.listSnapshots(
           req.namespace,
           "",
-          envelope(ctx),
+          callContext(ctx),
         );
         return create(ListSnapshotsResponseSchema, {
           snapshots: snapshots.map((s) =>

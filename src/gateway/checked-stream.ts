@@ -17,15 +17,15 @@ import {
 } from "../wire/metadata-message.ts";
 
 /**
- * One message as relayed: the upstream bytes, and their decoded form on
+ * One message that passed the checks: the upstream bytes, and their decoded form on
  * demand (binary fronts forward the bytes and never pay for decoding).
  */
-export interface RelayedMessage {
+export interface CheckedMessage {
   bytes: Uint8Array;
   readonly message: MetadataMessage;
 }
 
-class Relayed implements RelayedMessage {
+class Checked implements CheckedMessage {
   #message?: MetadataMessage;
   constructor(readonly bytes: Uint8Array) {}
   get message(): MetadataMessage {
@@ -67,7 +67,7 @@ export type StreamFinished = (
 /** Marks a stream its consumer stopped reading (return() or break). */
 const ABANDONED = Symbol("abandoned");
 
-export class CheckedStream implements AsyncIterable<RelayedMessage> {
+export class CheckedStream implements AsyncIterable<CheckedMessage> {
   readonly progress: StreamProgress;
   #fixedSize = 0;
   #started = false;
@@ -90,17 +90,17 @@ export class CheckedStream implements AsyncIterable<RelayedMessage> {
     };
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<RelayedMessage> {
+  [Symbol.asyncIterator](): AsyncIterator<CheckedMessage> {
     return this.#finishing(this.#messages());
   }
 
-  async *#messages(): AsyncGenerator<RelayedMessage> {
+  async *#messages(): AsyncGenerator<CheckedMessage> {
     this.#started = true;
     let outcome: unknown = ABANDONED;
     try {
       for await (const bytes of this.upstream) {
         this.#check(bytes, 0, bytes.length);
-        yield new Relayed(bytes);
+        yield new Checked(bytes);
       }
       this.#refuseCutEnd();
       outcome = undefined;

@@ -1,78 +1,39 @@
 /**
- * The middle of the data path, shared by every front:
- * validate → authenticate → authorize → call the backend → check the stream.
- * Fronts (Connect/gRPC/gRPC-Web, HTTP/JSON) only translate their protocol to
- * these calls and shape what comes back.
+ * The middle of the data path, shared by every front. Each streaming RPC is
+ * one method of plain steps: validate → admit (authenticate, authorize) →
+ * open the backend's stream → observe it (checked invariants, metrics, one
+ * access-log line). Fronts (Connect/gRPC/gRPC-Web, HTTP/JSON) only
+ * translate their protocol to these calls and shape what comes back.
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type {
   Backend,
+  Caller,
   CallOptions,
-  DeltaQuery,
   SnapshotInfo,
-} from "../upstream/backend.ts";
-import { ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { CheckedStream, type StreamProgress } from "./checked-stream.ts";
+} from "../backend/backend.ts";
+import type { CheckedStream } from "./checked-stream.ts";
 import { GatewayMetrics, type RpcName } from "./metrics.ts";
+import { ObservedCall } from "./observed-call.ts";
 import {
-  requireMaxResults,
+  allocatedQuery,
+  type AllocatedRequest,
+  deltaByNameQuery,
+  type DeltaByNameRequest,
+  deltaQuery,
+  type DeltaRequest,
+} from "./requests.ts";
+import {
   requireNamespace,
   requireSnapshotId,
   requireSnapshotName,
-  requireStartingOffset,
-} from "./validate.ts";
+} from "../backend/validate.ts";
 
-/** What every call brings from its front. */
-export interface CallEnvelope {
+/** What every call brings from its front: its headers and its lifetime. */
+export interface CallContext {
   headers: Headers;
   signal: AbortSignal;
-}
-
-/** Request fields as the fronts receive them (proto field semantics). */
-export interface AllocatedRequest {
-  securityToken: string;
-  namespace: string;
-  snapshotName: string;
-  startingOffset: bigint | number;
-  maxResults: number;
-}
-
-export interface DeltaRequest {
-  securityToken: string;
-  namespace: string;
-  baseSnapshotId: string;
-  targetSnapshotName: string;
-  startingOffset: bigint | number;
-  maxResults: number;
-}
-
-export interface DeltaByNameRequest {
-  securityToken: string;
-  namespace: string;
-  baseSnapshotName: string;
-  targetSnapshotName: string;
-  startingOffset: bigint | number;
-  maxResults: number;
-}
-
-/** One access-log line: a call, its outcome and how far its stream got. */
-export interface AccessLogRecord {
-  time: string;
-  rpc: RpcName;
-  namespace: string;
-  /** The target snapshot's name, as requested. */
-  snapshot: string;
-  /** Who the authenticator said the caller is; null if it never got to say. */
-  caller: string | null;
-  /** "ok" or a Connect code name. */
-  code: string;
-  /** True when the call was refused before a stream started. */
-  refused: boolean;
-  messages: number;
-  tuples: number;
-  nextOffset: number | null;
-  durationMs: number;
 }
 
 /** What the gateway tells the world about its calls. */
@@ -82,260 +43,122 @@ export interface GatewayObservers {
   log?: (line: string) => void;
 }
 
-/** A streaming call in progress, for its access-log line and metrics. */
-interface CallRecord {
-  rpc: RpcName;
-  namespace: string;
-  snapshot: string;
-  caller: string | null;
-  startedAt: number;
-}
-
-/** What a streaming call's preparation hands to the stream. */
-interface StreamSource {
-  upstream: AsyncIterable<Uint8Array>;
-  startingOffset: number;
-  signal: AbortSignal;
-}
-
-/** Request strings go into the log as given, but not without limit. */
-function loggable(value: unknown): string {
-  return typeof value === "string" ? value.slice(0, 256) : "";
-}
-
 export class Gateway {
   readonly metrics: GatewayMetrics;
+  readonly #backend: Backend;
   readonly #log?: (line: string) => void;
 
   constructor(
-    readonly backend: Backend,
+    backend: Backend,
     readonly auth: Authenticator,
     observers: GatewayObservers = {},
   ) {
+    this.#backend = backend;
     this.metrics = observers.metrics ?? new GatewayMetrics();
     this.#log = observers.log;
   }
 
+  /** The backend's short name, for health answers. */
+  get backendName(): string {
+    return this.#backend.name;
+  }
+
+  /** False while the backend can't serve yet (/readyz answers 503). */
+  ready(): boolean {
+    return this.#backend.ready?.() ?? true;
+  }
+
   /** The same gateway with another authenticator (same metrics and log). */
   withAuth(auth: Authenticator): Gateway {
-    return new Gateway(this.backend, auth, {
+    return new Gateway(this.#backend, auth, {
       metrics: this.metrics,
       log: this.#log,
     });
   }
 
-  getMetadataAllocated(
+  async getMetadataAllocated(
     req: AllocatedRequest,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<CheckedStream> {
-    return this.#observed(
+    const observed = this.#observe(
       "GetMetadataAllocated",
       req.namespace,
       req.snapshotName,
-      (record) => this.#prepareAllocated(req, call, record),
     );
+    try {
+      const query = allocatedQuery(req);
+      const options = await this.#admit(
+        query.namespace,
+        req.securityToken,
+        call,
+        observed,
+      );
+      const upstream = this.#backend.getMetadataAllocated(query, options);
+      return observed.stream(upstream, query.startingOffset, call.signal);
+    } catch (e) {
+      throw observed.refused(e);
+    }
   }
 
-  async #prepareAllocated(
-    req: AllocatedRequest,
-    call: CallEnvelope,
-    record: CallRecord,
-  ): Promise<StreamSource> {
-    const namespace = requireNamespace(req.namespace);
-    const snapshotName = requireSnapshotName("snapshot_name", req.snapshotName);
-    const startingOffset = requireStartingOffset(req.startingOffset);
-    const maxResults = requireMaxResults(req.maxResults);
-    const options = await this.#admitFor(
-      record,
-      namespace,
-      req.securityToken,
-      call,
-    );
-    const upstream = this.backend.getMetadataAllocated(
-      {
-        namespace,
-        snapshotName,
-        startingOffset,
-        maxResults,
-        securityToken: req.securityToken,
-      },
-      options,
-    );
-    return { upstream, startingOffset, signal: call.signal };
-  }
-
-  getMetadataDelta(
+  async getMetadataDelta(
     req: DeltaRequest,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<CheckedStream> {
-    return this.#observed(
+    const observed = this.#observe(
       "GetMetadataDelta",
       req.namespace,
       req.targetSnapshotName,
-      (record) => this.#prepareDelta(req, call, record),
     );
-  }
-
-  async #prepareDelta(
-    req: DeltaRequest,
-    call: CallEnvelope,
-    record: CallRecord,
-  ): Promise<StreamSource> {
-    const namespace = requireNamespace(req.namespace);
-    const baseSnapshotId = requireSnapshotId(
-      "base_snapshot_id",
-      req.baseSnapshotId,
-    );
-    const { targetSnapshotName, startingOffset, maxResults } =
-      deltaStreamFields(req);
-    const options = await this.#admitFor(
-      record,
-      namespace,
-      req.securityToken,
-      call,
-    );
-    return this.#delta({
-      namespace,
-      baseSnapshotId,
-      targetSnapshotName,
-      startingOffset,
-      maxResults,
-      securityToken: req.securityToken,
-    }, options);
+    try {
+      const query = deltaQuery(req);
+      const options = await this.#admit(
+        query.namespace,
+        req.securityToken,
+        call,
+        observed,
+      );
+      const upstream = this.#backend.getMetadataDelta(query, options);
+      return observed.stream(upstream, query.startingOffset, call.signal);
+    } catch (e) {
+      throw observed.refused(e);
+    }
   }
 
   /** Delta with the base named like the target; resolved through the backend. */
-  getMetadataDeltaByName(
+  async getMetadataDeltaByName(
     req: DeltaByNameRequest,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<CheckedStream> {
-    return this.#observed(
+    const observed = this.#observe(
       "GetMetadataDeltaByName",
       req.namespace,
       req.targetSnapshotName,
-      (record) => this.#prepareDeltaByName(req, call, record),
     );
-  }
-
-  async #prepareDeltaByName(
-    req: DeltaByNameRequest,
-    call: CallEnvelope,
-    record: CallRecord,
-  ): Promise<StreamSource> {
-    const namespace = requireNamespace(req.namespace);
-    const baseName = requireSnapshotName(
-      "base_snapshot_name",
-      req.baseSnapshotName,
-    );
-    const { targetSnapshotName, startingOffset, maxResults } =
-      deltaStreamFields(req);
-    // One admission covers the base lookup and the stream.
-    const options = await this.#admitFor(
-      record,
-      namespace,
-      req.securityToken,
-      call,
-    );
-    const base = await this.backend.getSnapshot(namespace, baseName, options);
-    return this.#delta({
-      namespace,
-      baseSnapshotId: requireSnapshotId("base snapshot id", base.snapshotId),
-      targetSnapshotName,
-      startingOffset,
-      maxResults,
-      securityToken: req.securityToken,
-    }, options);
-  }
-
-  #delta(query: DeltaQuery, options: CallOptions): StreamSource {
-    return {
-      upstream: this.backend.getMetadataDelta(query, options),
-      startingOffset: query.startingOffset,
-      signal: options.signal,
-    };
-  }
-
-  /**
-   * Runs a streaming call's preparation (validate, admit, open the
-   * upstream) and wraps the result in a CheckedStream that reports its end.
-   * Either way ends up in the metrics and as one access-log line.
-   */
-  async #observed(
-    rpc: RpcName,
-    namespace: unknown,
-    snapshot: unknown,
-    prepare: (record: CallRecord) => Promise<StreamSource>,
-  ): Promise<CheckedStream> {
-    const record: CallRecord = {
-      rpc,
-      namespace: loggable(namespace),
-      snapshot: loggable(snapshot),
-      caller: null,
-      startedAt: performance.now(),
-    };
-    let source: StreamSource;
     try {
-      source = await prepare(record);
+      const { baseSnapshotName, query } = deltaByNameQuery(req);
+      // One admission covers the base lookup and the stream.
+      const options = await this.#admit(
+        query.namespace,
+        req.securityToken,
+        call,
+        observed,
+      );
+      const base = await this.#backend.getSnapshot(
+        query.namespace,
+        baseSnapshotName,
+        options,
+      );
+      const baseSnapshotId = requireSnapshotId(
+        "base snapshot id",
+        base.snapshotId,
+      );
+      const upstream = this.#backend.getMetadataDelta(
+        { ...query, baseSnapshotId },
+        options,
+      );
+      return observed.stream(upstream, query.startingOffset, call.signal);
     } catch (e) {
-      const code = codeToString(ConnectError.from(e).code);
-      this.metrics.refused(rpc, code);
-      this.#writeLog(record, code, true);
-      throw e;
-    }
-    this.metrics.streamStarted(rpc);
-    return new CheckedStream(
-      source.upstream,
-      source.startingOffset,
-      source.signal,
-      (progress, error) => {
-        const code = error ? codeToString(error.code) : "ok";
-        this.metrics.streamFinished(
-          rpc,
-          code,
-          progress,
-          (performance.now() - record.startedAt) / 1000,
-        );
-        this.#writeLog(record, code, false, progress);
-      },
-    );
-  }
-
-  async #admitFor(
-    record: CallRecord,
-    namespace: string,
-    securityToken: string,
-    call: CallEnvelope,
-  ): Promise<CallOptions> {
-    const options = await this.admit(namespace, securityToken, call);
-    record.caller = options.caller.username;
-    return options;
-  }
-
-  #writeLog(
-    record: CallRecord,
-    code: string,
-    refused: boolean,
-    progress?: StreamProgress,
-  ): void {
-    if (!this.#log) return;
-    const line: AccessLogRecord = {
-      time: new Date().toISOString(),
-      rpc: record.rpc,
-      namespace: record.namespace,
-      snapshot: record.snapshot,
-      caller: record.caller,
-      code,
-      refused,
-      messages: progress?.messages ?? 0,
-      tuples: progress?.tuples ?? 0,
-      nextOffset: progress?.nextOffset ?? null,
-      durationMs: Math.round((performance.now() - record.startedAt) * 1000) /
-        1000,
-    };
-    try {
-      this.#log(JSON.stringify(line));
-    } catch {
-      // A broken log sink must not break the data path.
+      throw observed.refused(e);
     }
   }
 
@@ -344,33 +167,56 @@ export class Gateway {
     namespaceIn: string,
     nameIn: string,
     securityToken: string,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<SnapshotInfo> {
     const namespace = requireNamespace(namespaceIn);
     const name = requireSnapshotName("snapshot_name", nameIn);
     const options = await this.admit(namespace, securityToken, call);
-    return this.backend.getSnapshot(namespace, name, options);
+    return this.#backend.getSnapshot(namespace, name, options);
   }
 
   async listSnapshots(
     namespaceIn: string,
     securityToken: string,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<SnapshotInfo[]> {
     const namespace = requireNamespace(namespaceIn);
     const options = await this.admit(namespace, securityToken, call);
-    return this.backend.listSnapshots(namespace, options);
+    return this.#backend.listSnapshots(namespace, options);
+  }
+
+  /**
+   * Admits a caller for a stream ticket on one snapshot: the same admission
+   * as every call, then a lookup, so nobody gets a ticket for a snapshot
+   * that isn't there. Returns who the ticket is for.
+   */
+  async admitStreamTicket(
+    namespaceIn: string,
+    snapshotIn: string,
+    call: CallContext,
+  ): Promise<{ caller: Caller; namespace: string; snapshot: string }> {
+    if (this.auth.mode === "passthrough") {
+      // The ticket would have to carry the caller's token to forward it.
+      throw new ConnectError(
+        "stream tickets need the gateway to authenticate callers; with --auth passthrough use Authorization: Bearer",
+        Code.FailedPrecondition,
+      );
+    }
+    const namespace = requireNamespace(namespaceIn);
+    const snapshot = requireSnapshotName("snapshot", snapshotIn);
+    const options = await this.admit(namespace, "", call);
+    await this.#backend.getSnapshot(namespace, snapshot, options);
+    return { caller: options.caller, namespace, snapshot };
   }
 
   /**
    * Authenticates and authorizes a caller for a namespace; the result is what
-   * the backend gets. Every call goes through here, and so do fronts that
-   * admit callers for something else (stream tickets).
+   * the backend gets. Every call goes through here.
    */
   async admit(
     namespace: string,
     securityToken: string,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<CallOptions> {
     const caller = await this.auth.authenticate({
       headers: call.headers,
@@ -380,21 +226,24 @@ export class Gateway {
     await this.auth.authorize(caller, namespace, call.signal);
     return { signal: call.signal, caller };
   }
-}
 
-/** The fields both delta calls validate the same way. */
-function deltaStreamFields(
-  req: Pick<
-    DeltaRequest,
-    "targetSnapshotName" | "startingOffset" | "maxResults"
-  >,
-) {
-  return {
-    targetSnapshotName: requireSnapshotName(
-      "target_snapshot_name",
-      req.targetSnapshotName,
-    ),
-    startingOffset: requireStartingOffset(req.startingOffset),
-    maxResults: requireMaxResults(req.maxResults),
-  };
+  #observe(
+    rpc: RpcName,
+    namespace: unknown,
+    snapshot: unknown,
+  ): ObservedCall {
+    return new ObservedCall(this.metrics, this.#log, rpc, namespace, snapshot);
+  }
+
+  /** admit() for a streaming call, which then logs who the caller is. */
+  async #admit(
+    namespace: string,
+    securityToken: string,
+    call: CallContext,
+    observed: ObservedCall,
+  ): Promise<CallOptions> {
+    const options = await this.admit(namespace, securityToken, call);
+    observed.admitted(options.caller.username);
+    return options;
+  }
 }

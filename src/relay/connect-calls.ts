@@ -42,7 +42,7 @@ export interface ConnectCallOptions {
  */
 export async function* connectStreamRuns(
   url: string,
-  request: Uint8Array<ArrayBuffer>,
+  request: Uint8Array,
   options: ConnectCallOptions,
 ): AsyncGenerator<Uint8Array> {
   const { signal } = options;

@@ -18,10 +18,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
-  GetMetadataAllocatedRequestSchema,
-  GetMetadataDeltaRequestSchema,
-} from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import {
   ListSnapshotsRequestSchema,
   ListSnapshotsResponseSchema,
 } from "../../gen/cbtgateway/v1/gateway_pb.ts";
@@ -32,7 +28,13 @@ import type {
   DeltaQuery,
   EncodedMessageStream,
   SnapshotInfo,
-} from "../upstream/backend.ts";
+} from "../backend/backend.ts";
+import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  DELTA_PATH,
+  deltaRequest,
+} from "../backend/upstream.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 import {
   type ConnectCallOptions,
@@ -47,9 +49,7 @@ export interface ConnectUpstreamOptions {
   fetch?: typeof fetch;
 }
 
-const ALLOCATED = "snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
-const DELTA = "snapshotmetadata.SnapshotMetadata/GetMetadataDelta";
-const LIST = "cbtgateway.v1.GatewayService/ListSnapshots";
+const LIST_PATH = "/cbtgateway.v1.GatewayService/ListSnapshots";
 
 export class ConnectUpstreamBackend implements Backend {
   readonly name = "connect";
@@ -58,12 +58,16 @@ export class ConnectUpstreamBackend implements Backend {
 
   constructor(options: ConnectUpstreamOptions) {
     const url = new URL(options.baseUrl);
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
+    if (
+      (url.protocol !== "http:" && url.protocol !== "https:") ||
+      url.pathname !== "/" || url.search !== ""
+    ) {
       throw new Error(
-        `upstream URL must be http:// or https://, got ${options.baseUrl}`,
+        `upstream URL must be http(s)://host[:port], got ${options.baseUrl}`,
       );
     }
-    this.#baseUrl = url.href.replace(/\/?$/, "/");
+    // Paths start with "/"; the URL is scheme, host and port only.
+    this.#baseUrl = url.origin;
     this.#fetch = options.fetch;
   }
 
@@ -72,17 +76,8 @@ export class ConnectUpstreamBackend implements Backend {
     options: CallOptions,
   ): EncodedMessageStream {
     return this.#stream(
-      ALLOCATED,
-      toBinary(
-        GetMetadataAllocatedRequestSchema,
-        create(GetMetadataAllocatedRequestSchema, {
-          securityToken: query.securityToken,
-          namespace: query.namespace,
-          snapshotName: query.snapshotName,
-          startingOffset: BigInt(query.startingOffset),
-          maxResults: query.maxResults,
-        }),
-      ),
+      ALLOCATED_PATH,
+      allocatedRequest(query, query.securityToken),
       options,
     );
   }
@@ -92,18 +87,8 @@ export class ConnectUpstreamBackend implements Backend {
     options: CallOptions,
   ): EncodedMessageStream {
     return this.#stream(
-      DELTA,
-      toBinary(
-        GetMetadataDeltaRequestSchema,
-        create(GetMetadataDeltaRequestSchema, {
-          securityToken: query.securityToken,
-          namespace: query.namespace,
-          baseSnapshotId: query.baseSnapshotId,
-          targetSnapshotName: query.targetSnapshotName,
-          startingOffset: BigInt(query.startingOffset),
-          maxResults: query.maxResults,
-        }),
-      ),
+      DELTA_PATH,
+      deltaRequest(query, query.securityToken),
       options,
     );
   }
@@ -132,7 +117,7 @@ export class ConnectUpstreamBackend implements Backend {
     const response = fromBinary(
       ListSnapshotsResponseSchema,
       await connectUnary(
-        this.#baseUrl + LIST,
+        this.#baseUrl + LIST_PATH,
         toBinary(
           ListSnapshotsRequestSchema,
           create(ListSnapshotsRequestSchema, { namespace }),
@@ -162,7 +147,7 @@ export class ConnectUpstreamBackend implements Backend {
    */
   #stream(
     path: string,
-    request: Uint8Array<ArrayBuffer>,
+    request: Uint8Array,
     options: CallOptions,
   ): EncodedMessageStream & EnvelopeRunSource {
     const start = () =>

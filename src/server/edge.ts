@@ -14,7 +14,8 @@ import { createTicketForwarding } from "../front/http-json/ticket-forwarding.ts"
 import { Gateway } from "../gateway/gateway.ts";
 import { ConnectUpstreamBackend } from "../relay/connect-upstream.ts";
 import { createUiRoute } from "../ui/ui-route.ts";
-import { createFetchHandler, DEFAULT_READ_MAX_BYTES } from "./fetch-handler.ts";
+import { DEFAULT_READ_MAX_BYTES } from "../front/connect-services.ts";
+import { createFetchHandler } from "./fetch-handler.ts";
 
 export interface EdgeConfig {
   /** The in-cluster gateway's HTTP base URL. */

@@ -12,16 +12,15 @@ import {
   universalServerRequestFromFetch,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
-import { registerServices } from "../front/connect-services.ts";
-import { createFetchPassthrough } from "../front/passthrough/fetch-passthrough.ts";
+import {
+  DEFAULT_READ_MAX_BYTES,
+  registerServices,
+} from "../front/connect-services.ts";
+import type { FetchRoute } from "../front/fetch-route.ts";
+import { createFetchFrameRelay } from "../front/frame-relay/fetch-relay.ts";
 import { webGzip } from "../front/gzip.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { METRICS_CONTENT_TYPE } from "../gateway/metrics.ts";
-
-/** A route that answers the requests it owns and returns undefined for others. */
-export type FetchRoute = (
-  request: Request,
-) => Promise<Response> | Response | undefined;
 
 export interface FetchHandlerOptions {
   /** Origins allowed to call from a browser; "*" for any. Empty: no CORS. */
@@ -33,9 +32,6 @@ export interface FetchHandlerOptions {
   /** Aborts every running call, for a graceful shutdown. */
   shutdownSignal?: AbortSignal;
 }
-
-/** Requests are a few hundred bytes; anything near this is an attack. */
-export const DEFAULT_READ_MAX_BYTES = 64 * 1024;
 
 export function rpcHandlers(
   gateway: Gateway,
@@ -62,7 +58,7 @@ export function createFetchHandler(
   }
   const corsHeaders = corsHeadersFor(options.corsOrigins ?? []);
   // Binary server streams skip connect-es's decode/re-encode of every message.
-  const passthrough = createFetchPassthrough(gateway, {
+  const frameRelay = createFetchFrameRelay(gateway, {
     compression: [webGzip],
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
   });
@@ -75,12 +71,12 @@ export function createFetchHandler(
       return new Response(null, { status: 302, headers: { location: "/ui/" } });
     }
     if (url.pathname === "/healthz") {
-      return Response.json({ status: "ok", backend: gateway.backend.name });
+      return Response.json({ status: "ok", backend: gateway.backendName });
     }
     if (url.pathname === "/readyz") {
-      const ready = gateway.backend.ready?.() ?? true;
+      const ready = gateway.ready();
       return Response.json(
-        { status: ready ? "ok" : "starting", backend: gateway.backend.name },
+        { status: ready ? "ok" : "starting", backend: gateway.backendName },
         { status: ready ? 200 : 503 },
       );
     }
@@ -114,7 +110,7 @@ export function createFetchHandler(
         { status: 415 },
       );
     }
-    const relayed = passthrough(request);
+    const relayed = frameRelay(request);
     if (relayed) return relayed;
     const universalResponse = await handler(
       universalServerRequestFromFetch(request, {}),

@@ -3,15 +3,18 @@
  * CLI prints (URLs and a ready-to-paste call).
  */
 import { type Config, ConfigError } from "../config.ts";
-import { type Authenticator, NoAuth } from "../auth/authenticator.ts";
-import { ForwardAuth } from "../auth/forward-auth.ts";
-import { PassthroughAuth } from "../auth/passthrough-auth.ts";
-import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
-import { FileSnapshotStore } from "../store/file-store.ts";
+import type { Authenticator } from "../auth/authenticator.ts";
+import { readTextFile } from "../adapter/deno/files.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../adapter/node-fs/file-store.ts";
+import { DEMO } from "../store/demo-seed.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
-import { GrpcRelayBackend } from "../upstream/grpc-relay.ts";
+import { NodeGrpcRelayBackend } from "../adapter/node-http2/relay-backend.ts";
 import { ConnectUpstreamBackend } from "../relay/connect-upstream.ts";
 import { createTicketForwarding } from "../front/http-json/ticket-forwarding.ts";
+import { callerAuth } from "./caller-auth.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
 export interface StartedFromConfig extends RunningGateway {
@@ -32,9 +35,9 @@ export async function startFromConfig(
     throw new Error(`backend ${config.backend} is not available in this build`);
   }
   // Auth first: a refused configuration leaves the data dir untouched.
-  const auth = await callerAuth(config);
-  const seeded = await seedDemoIfEmpty(config.dataDir);
-  const backend = new FileSnapshotStore({
+  const auth = await authFor(config);
+  const seeded = await seedNodeDemoIfEmpty(config.dataDir);
+  const backend = new NodeFileSnapshotStore({
     dataDir: config.dataDir,
     blockMetadataType: config.blockMetadataType === "VARIABLE_LENGTH"
       ? VARIABLE_LENGTH
@@ -64,46 +67,32 @@ export async function startFromConfig(
 }
 
 /**
- * Caller auth for the embedded and relay backends (Kubernetes mode builds
- * its own). Kubernetes' client is loaded only when it is used.
+ * Caller auth for the embedded and relay backends (Kubernetes mode gets it
+ * with its parts). Kubernetes' client is loaded only when it is used.
  */
-async function callerAuth(config: Config): Promise<Authenticator> {
-  switch (config.auth) {
-    case "none":
-      return new NoAuth();
-    case "forward":
-      return new ForwardAuth();
-    case "passthrough":
-      if (config.backend === "embedded") {
-        throw new ConfigError(
-          "--auth passthrough forwards callers' tokens to an upstream to check, and the embedded store has none: use --auth kubernetes",
-        );
-      }
-      return new PassthroughAuth();
-    case "kubernetes": {
-      const { KubeApi, loadKubeConfig } = await import("../kube/kube-api.ts");
-      const { KubernetesAuth } = await import("../auth/kubernetes-auth.ts");
-      return new KubernetesAuth(
-        new KubeApi(loadKubeConfig(config.kubeconfig)),
-        {
-          audiences: config.authAudiences,
-        },
-      );
-    }
+async function authFor(config: Config): Promise<Authenticator> {
+  if (config.auth === "passthrough" && config.backend === "embedded") {
+    throw new ConfigError(
+      "--auth passthrough forwards callers' tokens to an upstream to check, and the embedded store has none: use --auth kubernetes",
+    );
   }
+  const kubernetes = config.auth === "kubernetes"
+    ? await import("./kubernetes-mode.ts")
+    : undefined;
+  return callerAuth(config.auth, () => kubernetes!.kubernetesAuth(config));
 }
 
 /** --backend grpc: relay to a static upstream (no store, no demo seed). */
 async function startRelay(config: Config): Promise<StartedFromConfig> {
-  const backend = new GrpcRelayBackend({
+  const backend = new NodeGrpcRelayBackend({
     url: config.upstreamUrl!,
     caPem: config.upstreamCa
-      ? await Deno.readTextFile(config.upstreamCa)
+      ? await readTextFile(config.upstreamCa)
       : undefined,
   });
   const running = await startGateway(config, {
     backend,
-    auth: await callerAuth(config),
+    auth: await authFor(config),
     log: accessLog,
   });
   return {
@@ -124,7 +113,7 @@ async function startConnectRelay(config: Config): Promise<StartedFromConfig> {
   const upstreamUrl = config.upstreamUrl!;
   const running = await startGateway(config, {
     backend: new ConnectUpstreamBackend({ baseUrl: upstreamUrl }),
-    auth: await callerAuth(config),
+    auth: await authFor(config),
     log: accessLog,
     // With forwarded tokens only the upstream knows the caller a ticket names.
     routes: config.auth === "forward"
@@ -145,7 +134,7 @@ async function startConnectRelay(config: Config): Promise<StartedFromConfig> {
 async function startKubernetes(config: Config): Promise<StartedFromConfig> {
   // Loaded on demand: the embedded default needn't pay for client-node.
   const { createKubernetesParts } = await import(
-    "../upstream/kubernetes-mode.ts"
+    "./kubernetes-mode.ts"
   );
   const { backend, auth } = createKubernetesParts(config);
   let running;

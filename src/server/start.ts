@@ -8,10 +8,12 @@ import type { Authenticator } from "../auth/authenticator.ts";
 import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { Gateway } from "../gateway/gateway.ts";
-import type { Backend } from "../upstream/backend.ts";
-import { startHttpServer } from "./deno-server.ts";
-import { createFetchHandler, type FetchRoute } from "./fetch-handler.ts";
-import { startGrpcServer } from "./grpc-server.ts";
+import type { Backend } from "../backend/backend.ts";
+import { readTextFile } from "../adapter/deno/files.ts";
+import { startHttpServer } from "../adapter/deno/http-server.ts";
+import type { FetchRoute } from "../front/fetch-route.ts";
+import { createFetchHandler } from "./fetch-handler.ts";
+import { startGrpcServer } from "../adapter/node-http2/grpc-server.ts";
 import { createHttpJsonRoutes } from "../front/http-json/index.ts";
 import { createUiRoute } from "../ui/ui-route.ts";
 
@@ -48,8 +50,8 @@ export async function startGateway(
   const shutdown = new AbortController();
   const tls = config.tlsCert && config.tlsKey
     ? {
-      tlsCert: await Deno.readTextFile(config.tlsCert),
-      tlsKey: await Deno.readTextFile(config.tlsKey),
+      tlsCert: await readTextFile(config.tlsCert),
+      tlsKey: await readTextFile(config.tlsKey),
     }
     : {};
   const handler = createFetchHandler(gateway, {

@@ -8,8 +8,7 @@
  * Content-Security-Policy allows only these same-origin files and same-origin
  * fetches, so the viewer can't be turned into a script-injection vector.
  */
-import { methodNotAllowed } from "../front/http-json/stream-endpoint.ts";
-import type { FetchRoute } from "../server/fetch-handler.ts";
+import { type FetchRoute, methodNotAllowed } from "../front/fetch-route.ts";
 import { VIEWER_CSS } from "./viewer-css.ts";
 import { VIEWER_HTML } from "./viewer-html.ts";
 import { VIEWER_JS } from "./viewer-js.ts";

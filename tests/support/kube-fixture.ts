@@ -9,7 +9,7 @@ import { type RunningGateway, startGateway } from "../../src/server/start.ts";
 import {
   createKubernetesParts,
   type KubernetesParts,
-} from "../../src/upstream/kubernetes-mode.ts";
+} from "../../src/server/kubernetes-mode.ts";
 import type { AuthMode } from "../../src/config.ts";
 import {
   type FakeKube,

@@ -12,7 +12,7 @@ import type {
   DeltaQuery,
   EncodedMessageStream,
   SnapshotInfo,
-} from "../../src/upstream/backend.ts";
+} from "../../src/backend/backend.ts";
 import {
   encodeMetadataMessage,
   FIXED_LENGTH,

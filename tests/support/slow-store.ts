@@ -12,8 +12,8 @@ import type {
   CallOptions,
   DeltaQuery,
   EncodedMessageStream,
-} from "../../src/upstream/backend.ts";
-import type { FileSnapshotStore } from "../../src/store/file-store.ts";
+} from "../../src/backend/backend.ts";
+import type { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 
 export class SlowStore implements Backend {
   readonly name = "embedded";
@@ -21,7 +21,7 @@ export class SlowStore implements Backend {
   abortedWhileSlow = 0;
 
   constructor(
-    private readonly store: FileSnapshotStore,
+    private readonly store: NodeFileSnapshotStore,
     private readonly options: {
       /** The snapshot name that streams slowly… */
       slow: string;

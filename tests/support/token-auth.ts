@@ -8,7 +8,7 @@ import {
   type Authenticator,
   bearerToken,
 } from "../../src/auth/authenticator.ts";
-import type { Caller } from "../../src/upstream/backend.ts";
+import type { Caller } from "../../src/backend/backend.ts";
 
 export class TokenAuth implements Authenticator {
   readonly mode = "test-tokens";

@@ -14,7 +14,8 @@
 import type { Gateway } from "../../gateway/gateway.ts";
 import { openApiDocument } from "./openapi.ts";
 import { handleListSnapshots } from "./snapshots-endpoint.ts";
-import { handleStream, methodNotAllowed } from "./stream-endpoint.ts";
+import { methodNotAllowed } from "../fetch-route.ts";
+import { handleStream } from "./stream-endpoint.ts";
 import { StreamTickets } from "./stream-ticket.ts";
 import { handleTicket } from "./ticket-endpoint.ts";
 

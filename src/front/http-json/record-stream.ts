@@ -6,31 +6,31 @@
  * aborts the upstream call.
  */
 import type {
-  RelayedMessage,
+  CheckedMessage,
   StreamProgress,
 } from "../../gateway/checked-stream.ts";
 import { blocksRecordBytes, endRecord, errorRecord } from "./block-records.ts";
 import { asConnectError, errorFields } from "./errors.ts";
-import type { Framing } from "./framing.ts";
+import type { Framing } from "./record-framing.ts";
 
 /** A stream whose first step has already been taken (to report early errors as HTTP statuses). */
 export interface StartedStream {
-  iterator: AsyncIterator<RelayedMessage>;
-  first: IteratorResult<RelayedMessage>;
+  iterator: AsyncIterator<CheckedMessage>;
+  first: IteratorResult<CheckedMessage>;
   progress: StreamProgress;
   /** Aborts the upstream call. */
   abort: () => void;
 }
 
 /** The offset right after a (never empty) message's last tuple. */
-export function messageEnd(m: RelayedMessage): number {
+export function messageEnd(m: CheckedMessage): number {
   const { offsets, sizes } = m.message;
   const last = offsets.length - 1;
   return offsets[last] + sizes[last];
 }
 
 type Step =
-  | { kind: "message"; result: IteratorResult<RelayedMessage> }
+  | { kind: "message"; result: IteratorResult<CheckedMessage> }
   | { kind: "failed"; error: unknown };
 
 export function recordStream(
@@ -46,14 +46,14 @@ export function recordStream(
     return encoder.encode(prefix + record + suffix);
   };
   const queued: Uint8Array[] = [framed(header, undefined, true)];
-  let next: IteratorResult<RelayedMessage> | undefined = started.first;
+  let next: IteratorResult<CheckedMessage> | undefined = started.first;
   // The pending upstream step survives a heartbeat; it never rejects, so a
   // failure while nobody awaits it is not an unhandled rejection.
   let pending: Promise<Step> | undefined;
   let finished = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
-  function take(result: IteratorResult<RelayedMessage>): void {
+  function take(result: IteratorResult<CheckedMessage>): void {
     if (result.done) {
       queued.push(framed(endRecord(progress)));
       finished = true;

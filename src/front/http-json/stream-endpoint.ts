@@ -4,7 +4,6 @@
  * failure to start is an HTTP status, not a 200 with an error record), then
  * answer as NDJSON, SSE or one JSON document.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
 import type { CheckedStream } from "../../gateway/checked-stream.ts";
 import {
@@ -15,8 +14,8 @@ import {
   type Operation,
 } from "./block-records.ts";
 import { errorResponse, invalidArgument } from "./errors.ts";
-import { ndjsonFraming, sseFraming } from "./framing.ts";
-import { CONTENT_TYPES, negotiate } from "./negotiate.ts";
+import { ndjsonFraming, sseFraming } from "./record-framing.ts";
+import { CONTENT_TYPES, negotiateFormat } from "./format.ts";
 import {
   lastEventOffset,
   paramsFromBody,
@@ -52,7 +51,7 @@ export async function handleStream(
   request: Request,
   route: { namespace: string; snapshot: string; operation: Operation },
 ): Promise<Response> {
-  const format = negotiate(request.headers.get("accept"));
+  const format = negotiateFormat(request.headers.get("accept"));
   if (!format) {
     return errorResponse(
       invalidArgument(
@@ -246,15 +245,6 @@ async function jsonDocument(
         "cache-control": "no-store",
       },
     },
-  );
-}
-
-/** For routes that exist but not with this method. */
-export function methodNotAllowed(allow: string): Response {
-  return errorResponse(
-    new ConnectError(`method not allowed; use ${allow}`, Code.Unimplemented),
-    405,
-    { allow },
   );
 }
 

@@ -12,7 +12,7 @@
  * Replicas must share the secret; without one each process makes its own.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Caller } from "../../upstream/backend.ts";
+import type { Caller } from "../../backend/backend.ts";
 
 export const DEFAULT_TICKET_TTL_SECONDS = 60;
 

@@ -5,7 +5,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Authenticator } from "../../auth/authenticator.ts";
-import type { Caller } from "../../upstream/backend.ts";
+import type { Caller } from "../../backend/backend.ts";
 
 export class TicketAuthenticator implements Authenticator {
   readonly mode: string;

@@ -10,7 +10,7 @@
  * EventSource reconnects with `Last-Event-ID`, which goes along too.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { FetchRoute } from "../../server/fetch-handler.ts";
+import type { FetchRoute } from "../fetch-route.ts";
 import { errorResponse } from "./errors.ts";
 
 const TICKET_ROUTE =

@@ -16,12 +16,12 @@ import {
 } from "../../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GetMetadataDeltaByNameRequestSchema } from "../../../gen/cbtgateway/v1/gateway_pb.ts";
 import type { CheckedStream } from "../../gateway/checked-stream.ts";
-import type { CallEnvelope, Gateway } from "../../gateway/gateway.ts";
+import type { CallContext, Gateway } from "../../gateway/gateway.ts";
 
 export type StartStream = (
   gateway: Gateway,
   request: Uint8Array,
-  call: CallEnvelope,
+  call: CallContext,
 ) => Promise<CheckedStream>;
 
 interface Method<T extends DescMessage> {
@@ -29,7 +29,7 @@ interface Method<T extends DescMessage> {
   start(
     gateway: Gateway,
     request: MessageShape<T>,
-    call: CallEnvelope,
+    call: CallContext,
   ): Promise<CheckedStream>;
 }
 
@@ -82,10 +82,11 @@ function decoder(
 }
 
 /** Request path → how to start its stream from a binary request. */
-export const PASSTHROUGH_METHODS: ReadonlyMap<string, StartStream> = new Map(
+export const RELAYED_METHODS: ReadonlyMap<string, StartStream> = new Map(
   [...METHODS].map(([path, m]) => [path, decoder("proto", m)]),
 );
 
 /** Request path → how to start its stream from a proto3 JSON request. */
-export const PASSTHROUGH_JSON_METHODS: ReadonlyMap<string, StartStream> =
-  new Map([...METHODS].map(([path, m]) => [path, decoder("json", m)]));
+export const RELAYED_JSON_METHODS: ReadonlyMap<string, StartStream> = new Map(
+  [...METHODS].map(([path, m]) => [path, decoder("json", m)]),
+);

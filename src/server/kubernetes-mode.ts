@@ -5,24 +5,24 @@
  */
 import type { Authenticator } from "../auth/authenticator.ts";
 import { KubernetesAuth } from "../auth/kubernetes-auth.ts";
-import { PassthroughAuth } from "../auth/passthrough-auth.ts";
-import type { Config } from "../config.ts";
-import { ConfigError } from "../config.ts";
+import { type Config, ConfigError } from "../config.ts";
 import { KubeApi, loadKubeConfig } from "../kube/kube-api.ts";
-import { Discovery, type DiscoveryOptions } from "./discovery.ts";
-import { KubernetesBackend } from "./kubernetes-backend.ts";
-import { UpstreamPool } from "./kubernetes-upstream-pool.ts";
+import { Discovery, type DiscoveryOptions } from "../kubernetes/discovery.ts";
+import { KubernetesBackend } from "../kubernetes/kubernetes-backend.ts";
+import { UpstreamPool } from "../adapter/node-http2/upstream-pool.ts";
 import {
-  inClusterServiceAccount,
+  SERVICE_ACCOUNT_TOKEN_PATH,
+  serviceAccountOfToken,
   type ServiceAccountRef,
   TokenMinter,
-} from "./token-minter.ts";
+} from "../kubernetes/token-minter.ts";
+import { readTextFileIfPresent } from "../adapter/deno/files.ts";
+import { callerAuth } from "./caller-auth.ts";
 
 export interface KubernetesParts {
   api: KubeApi;
   backend: KubernetesBackend;
-  /** Undefined with `--auth none` (loopback only). */
-  auth?: Authenticator;
+  auth: Authenticator;
   discovery: Discovery;
   minter?: TokenMinter;
   pool: UpstreamPool;
@@ -31,6 +31,14 @@ export interface KubernetesParts {
 export function parseServiceAccount(text: string): ServiceAccountRef {
   const [namespace, name] = text.split("/");
   return { namespace, name };
+}
+
+/** `--auth kubernetes`: TokenReview + SubjectAccessReview through `api`. */
+export function kubernetesAuth(
+  config: Pick<Config, "kubeconfig" | "authAudiences">,
+  api = new KubeApi(loadKubeConfig(config.kubeconfig)),
+): KubernetesAuth {
+  return new KubernetesAuth(api, { audiences: config.authAudiences });
 }
 
 export function createKubernetesParts(
@@ -49,7 +57,9 @@ export function createKubernetesParts(
   if (config.auth !== "passthrough") {
     const sa = config.serviceAccount
       ? parseServiceAccount(config.serviceAccount)
-      : inClusterServiceAccount();
+      : serviceAccountOfToken(
+        readTextFileIfPresent(SERVICE_ACCOUNT_TOKEN_PATH),
+      );
     if (!sa) {
       throw new ConfigError(
         "the kubernetes backend needs the gateway's ServiceAccount: run in a " +
@@ -64,10 +74,6 @@ export function createKubernetesParts(
   });
   const pool = new UpstreamPool();
   const backend = new KubernetesBackend({ discovery, pool, minter });
-  const auth = config.auth === "kubernetes"
-    ? new KubernetesAuth(api, { audiences: config.authAudiences })
-    : config.auth === "passthrough"
-    ? new PassthroughAuth()
-    : undefined;
+  const auth = callerAuth(config.auth, () => kubernetesAuth(config, api));
   return { api, backend, auth, discovery, minter, pool };
 }
