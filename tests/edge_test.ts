@@ -521,13 +521,13 @@ async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
   try {
     for (const [name, transport] of Object.entries(transports)) {
       const client = createClient(SnapshotMetadata, transport(edge.url));
-      const cut = f.proxy.cutAfter(1500);
+      const cut = f.proxy.cutAfter(600);
       deepStrictEqual(
         await collectTuples(client.getMetadataDelta({
           namespace: NS,
           baseSnapshotId: "vol/base",
           targetSnapshotName: "target",
-          maxResults: 3,
+          maxResults: 2,
         }, { headers: ALICE })),
         expectedDelta(f),
         name,
@@ -535,9 +535,9 @@ async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
       await cut; // it really was cut
     }
     for (const format of ["ndjson", "sse"] as const) {
-      const cut = f.proxy.cutAfter(1500);
+      const cut = f.proxy.cutAfter(600);
       const records = await httpJsonRecords(
-        `${edge.url}/v1/namespaces/${NS}/snapshots/target/allocated?maxResults=3`,
+        `${edge.url}/v1/namespaces/${NS}/snapshots/target/allocated?maxResults=2`,
         format,
       );
       deepStrictEqual(tuplesOf(records), expectedAllocated(f), format);
