@@ -81,7 +81,7 @@ async function upstreamTier() {
   await writeImage(dataDir, NS, "vol", "target", target);
   const slow = new SlowStore(
     new NodeFileSnapshotStore({ dataDir, blockMetadataType: FIXED_LENGTH }),
-    { slow: "slow", servedAs: "target", intervalMs: 50 },
+    { slow: { servedAs: "target", intervalMs: 50 } },
   );
   const log: string[] = [];
   const gateway = await startGateway(

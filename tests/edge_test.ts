@@ -85,10 +85,15 @@ async function inClusterTier(): Promise<Fixture> {
   const target = mutate(rng, base, SIZE + 4096);
   await writeImage(dataDir, NS, "vol", "base", base);
   await writeImage(dataDir, NS, "vol", "target", target);
-  // "slow": the target's blocks at one message per 100 ms.
+  // The target's blocks paced: "slow" at one message per 100 ms (a stream
+  // still running when a client cancels), "paced" at one per 2 ms, about a
+  // real sidecar's pace (a cut that lands mid-stream, not after one burst).
   const slow = new SlowStore(
     new NodeFileSnapshotStore({ dataDir, blockMetadataType: FIXED_LENGTH }),
-    { slow: "slow", servedAs: "target", intervalMs: 100 },
+    {
+      slow: { servedAs: "target", intervalMs: 100 },
+      paced: { servedAs: "target", intervalMs: 2 },
+    },
   );
   const log: string[] = [];
   const inCluster = await startGateway(
@@ -513,6 +518,14 @@ for (const runtime of EDGE_RUNTIMES) {
   });
 }
 
+/**
+ * Each stream is the target's blocks, paced like a real sidecar's, and the
+ * link is cut 600 response bytes in (a few messages). Paced, because Bun's
+ * fetch (1.4.4) drops body bytes that arrive in the same read as the
+ * connection's end: a stream sent whole in one burst and then cut would
+ * reach the edge as a stream that failed before its first message, which
+ * resume rightly leaves alone (it answers Unavailable).
+ */
 async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
   const f = await inClusterTier();
   const edge = await startEdgeHost(runtime, {
@@ -523,13 +536,12 @@ async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
       const client = createClient(SnapshotMetadata, transport(edge.url));
       const cut = f.proxy.cutAfter(600);
       deepStrictEqual(
-        await collectTuples(client.getMetadataDelta({
+        await collectTuples(client.getMetadataAllocated({
           namespace: NS,
-          baseSnapshotId: "vol/base",
-          targetSnapshotName: "target",
+          snapshotName: "paced",
           maxResults: 2,
         }, { headers: ALICE })),
-        expectedDelta(f),
+        expectedAllocated(f),
         name,
       );
       await cut; // it really was cut
@@ -537,7 +549,7 @@ async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
     for (const format of ["ndjson", "sse"] as const) {
       const cut = f.proxy.cutAfter(600);
       const records = await httpJsonRecords(
-        `${edge.url}/v1/namespaces/${NS}/snapshots/target/allocated?maxResults=2`,
+        `${edge.url}/v1/namespaces/${NS}/snapshots/paced/allocated?maxResults=2`,
         format,
       );
       deepStrictEqual(tuplesOf(records), expectedAllocated(f), format);

@@ -1,10 +1,12 @@
 /**
- * The embedded store, except that streams of one (target) snapshot are
- * slow, like a real sidecar's: the first message at once, then one message
- * every `intervalMs`. A test can then cancel a stream that is certainly
- * still running at this tier — and a runtime that notices a gone client
- * only when it next writes (workerd) gets that next write soon.
- * Counts the slow streams whose call was aborted before they ended.
+ * The embedded store, except that allocated streams of some snapshot names
+ * are paced like a real sidecar's: the first message at once, then one
+ * message every `intervalMs`, with the blocks of another snapshot. A test
+ * can then cancel a stream that is certainly still running at this tier —
+ * and a runtime that notices a gone client only when it next writes
+ * (workerd) gets that next write soon — or cut a link mid-stream without
+ * the whole stream arriving in one burst.
+ * Counts the paced streams whose call was aborted before they ended.
  */
 import type {
   AllocatedQuery,
@@ -22,24 +24,21 @@ export class SlowStore implements Backend {
 
   constructor(
     private readonly store: NodeFileSnapshotStore,
-    private readonly options: {
-      /** The snapshot name that streams slowly… */
-      slow: string;
-      /** …with the blocks of this one. */
-      servedAs: string;
-      intervalMs: number;
-    },
+    /** Paced snapshot name → the snapshot whose blocks it streams, and how fast. */
+    private readonly paced: Record<
+      string,
+      { servedAs: string; intervalMs: number }
+    >,
   ) {}
 
   getMetadataAllocated(q: AllocatedQuery, o: CallOptions) {
-    if (q.snapshotName !== this.options.slow) {
-      return this.store.getMetadataAllocated(q, o);
-    }
+    const pace = Object.hasOwn(this.paced, q.snapshotName)
+      ? this.paced[q.snapshotName]
+      : undefined;
+    if (!pace) return this.store.getMetadataAllocated(q, o);
     return this.#slow(
-      this.store.getMetadataAllocated(
-        { ...q, snapshotName: this.options.servedAs },
-        o,
-      ),
+      this.store.getMetadataAllocated({ ...q, snapshotName: pace.servedAs }, o),
+      pace.intervalMs,
       o.signal,
     );
   }
@@ -62,11 +61,12 @@ export class SlowStore implements Backend {
 
   async *#slow(
     stream: EncodedMessageStream,
+    intervalMs: number,
     signal: AbortSignal,
   ): EncodedMessageStream {
     let first = true;
     for await (const message of stream) {
-      if (!first && !(await this.#pause(signal))) {
+      if (!first && !(await pause(intervalMs, signal))) {
         this.abortedWhileSlow++;
         return; // like a backend whose call was aborted: it stops quietly
       }
@@ -74,20 +74,20 @@ export class SlowStore implements Backend {
       yield message;
     }
   }
+}
 
-  /** Waits one interval; false if the call was aborted meanwhile. */
-  #pause(signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        resolve(false);
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(true);
-      }, this.options.intervalMs);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-  }
+/** Waits `ms`; false if the call was aborted meanwhile. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
