@@ -17,6 +17,8 @@ const BUN = "bun@1.4.4";
 export interface RunningEdge {
   runtime: EdgeRuntime;
   url: string;
+  /** The host process (for the bench's CPU and memory figures). */
+  pid: number;
   /** What the host printed so far (stdout and stderr). */
   output(): string;
   close(): Promise<void>;
@@ -161,7 +163,7 @@ export async function startEdgeHost(
       ? await within(listening.promise, child.status, () => output)
       : `http://127.0.0.1:${port}`;
     await waitForHealthy(url, child.status, () => output);
-    return { runtime, url, output: () => output, close };
+    return { runtime, url, pid: child.pid, output: () => output, close };
   } catch (e) {
     await close();
     throw e;
