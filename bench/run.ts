@@ -21,6 +21,7 @@ import {
 import { cpuSeconds, memory, resetPeak, startNginx } from "./processes.ts";
 import { writeFullyAllocated } from "./volumes.ts";
 import { startGatewayProcess } from "../tests/support/gateway-process.ts";
+import { startEdgeHost } from "../tests/support/edge-hosts.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const QUICK = Deno.args.includes("--quick");
@@ -64,7 +65,7 @@ const VOLUMES: Volume[] = QUICK
 interface Path {
   name: string;
   /** Which process sits between client and upstream (its CPU is measured). */
-  middle: "none" | "nginx" | "gateway";
+  middle: "none" | "nginx" | "gateway" | "edge";
   protocol: Protocol;
   json: boolean;
 }
@@ -109,6 +110,14 @@ const PATHS: Path[] = [
     json: true,
   },
   { name: "gateway: SSE", middle: "gateway", protocol: "sse", json: true },
+  // The edge bundle on Deno in front of the gateway, as an edge tier in
+  // front of an in-cluster one; compare with "gateway: Connect".
+  {
+    name: "edge → gateway: Connect",
+    middle: "edge",
+    protocol: "connect",
+    json: false,
+  },
 ];
 
 interface Sample extends StreamResult {
@@ -176,6 +185,10 @@ async function main() {
       upstream.grpcUrl,
     ]);
     stops.push(gateway.stop);
+    const edge = await startEdgeHost("deno", {
+      CBT_GATEWAY_UPSTREAM_URL: gateway.httpUrl,
+    });
+    stops.push(edge.close);
     await Deno.mkdir(`${tmp}/nginx`);
     const nginx = await startNginx(new URL(upstream.grpcUrl), `${tmp}/nginx`);
     stops.push(nginx.stop);
@@ -195,7 +208,11 @@ async function main() {
         case "sse":
           return httpJsonStream(gateway.httpUrl, path.protocol, q);
         default:
-          return fetchRpcStream(gateway.httpUrl, path.protocol, q);
+          return fetchRpcStream(
+            path.middle === "edge" ? edge.url : gateway.httpUrl,
+            path.protocol,
+            q,
+          );
       }
     };
 
@@ -222,6 +239,8 @@ async function main() {
           for (const p of paths) {
             const pid = p.middle === "gateway"
               ? gateway.pid
+              : p.middle === "edge"
+              ? edge.pid
               : p.middle === "nginx"
               ? nginx.pid
               : undefined;
@@ -381,6 +400,11 @@ function targetRatios(rows: Row[]) {
     if (gw && nginx) {
       ratios["gateway gRPC CPU / nginx CPU"] = gw.cpuSecondsPerMillionTuples! /
         nginx.cpuSecondsPerMillionTuples!;
+    }
+    const edge = at("edge → gateway: Connect");
+    if (edge && connect) {
+      ratios["edge → gateway: Connect / gateway: Connect tuples/s"] =
+        edge.tuplesPerSecond / connect.tuplesPerSecond;
     }
     for (const r of json) {
       if (connect) {

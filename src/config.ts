@@ -5,8 +5,8 @@
  */
 
 export type BlockMetadataTypeName = "FIXED_LENGTH" | "VARIABLE_LENGTH";
-export type AuthMode = "none" | "kubernetes" | "passthrough";
-export type BackendName = "embedded" | "kubernetes" | "grpc";
+export type AuthMode = "none" | "kubernetes" | "passthrough" | "forward";
+export type BackendName = "embedded" | "kubernetes" | "grpc" | "connect";
 
 export interface Config {
   backend: BackendName;
@@ -32,7 +32,10 @@ export interface Config {
    * without it each process makes a random one.
    */
   ticketSecret?: string;
-  /** grpc backend: the upstream's URL (http:// for h2c, https:// for TLS). */
+  /**
+   * grpc backend: the upstream's URL (http:// for h2c, https:// for TLS);
+   * connect backend: the upstream gateway's HTTP base URL.
+   */
   upstreamUrl?: string;
   /** grpc backend: PEM CA file for an https upstream. */
   upstreamCa?: string;
@@ -64,9 +67,11 @@ export const USAGE =
 
 Usage: deno task start [flags]
 
-  --backend <embedded|kubernetes|grpc>
+  --backend <embedded|kubernetes|grpc|connect>
                                    where snapshots come from (default embedded); grpc
-                                   relays to a static upstream speaking the same API
+                                   relays to a static upstream speaking the same API;
+                                   connect relays to another cbt-gateway's HTTP port
+                                   (an edge tier in front of an in-cluster gateway)
   --data-dir <dir>                 embedded store: DATA_DIR/<namespace>/<volume>/<snapshot>.img
                                    (default ./data; seeded with a demo when empty)
   --block-metadata-type <FIXED_LENGTH|VARIABLE_LENGTH>
@@ -77,9 +82,11 @@ Usage: deno task start [flags]
   --grpc-port <n>                  native gRPC over HTTP/2 (default 8081; 0 = any free port)
   --tls-cert <file> --tls-key <file>
                                    serve TLS on both ports (PEM)
-  --auth <none|kubernetes|passthrough>
+  --auth <none|kubernetes|passthrough|forward>
                                    caller authentication (default: none on loopback,
-                                   kubernetes with --backend kubernetes); a non-loopback
+                                   kubernetes with --backend kubernetes, forward with
+                                   --backend connect: callers' bearer tokens go upstream
+                                   and the upstream gateway decides); a non-loopback
                                    --host refuses to start with --auth none
   --auth-audience <aud>            audience for caller TokenReviews (repeatable)
   --cors-origin <origin>           allow browser calls from this origin ("*" for any; repeatable)
@@ -88,7 +95,8 @@ Usage: deno task start [flags]
   --service-override <driver>=<sms>
                                    kubernetes backend: SnapshotMetadataService name for a driver
                                    whose resource is not named after it (repeatable)
-  --upstream-url <url>             grpc backend: http://host:port (h2c) or https://host:port
+  --upstream-url <url>             grpc backend: http://host:port (h2c) or https://host:port;
+                                   connect backend: the upstream gateway's http(s):// URL
   --upstream-ca <file>             grpc backend: PEM CA for an https upstream
   --resume <on|off>                grpc and kubernetes backends: when the upstream stream breaks
                                    (its stream cap, a reset, GOAWAY, a restart, a moved service),
@@ -118,6 +126,14 @@ Each flag can also be set as an environment variable: --grpc-port is CBT_GATEWAY
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
+
+const DEFAULT_AUTH: Record<BackendName, AuthMode> = {
+  embedded: "none",
+  grpc: "none",
+  kubernetes: "kubernetes",
+  // An edge tier: the in-cluster gateway behind it checks every caller.
+  connect: "forward",
+};
 
 const LOOPBACK = /^(127(\.\d{1,3}){3}|::1|\[::1\]|localhost)$/;
 
@@ -292,12 +308,12 @@ export function parseConfig(
   const backend = oneOf(
     "backend",
     get("backend") ?? "embedded",
-    ["embedded", "kubernetes", "grpc"] as const,
+    ["embedded", "kubernetes", "grpc", "connect"] as const,
   );
   const upstreamUrl = get("upstream-url");
-  if (backend === "grpc") {
+  if (backend === "grpc" || backend === "connect") {
     if (upstreamUrl === undefined) {
-      throw new ConfigError("--backend grpc needs --upstream-url");
+      throw new ConfigError(`--backend ${backend} needs --upstream-url`);
     }
     if (!/^https?:\/\/[^/]+\/?$/.test(upstreamUrl)) {
       throw new ConfigError(
@@ -325,9 +341,14 @@ export function parseConfig(
   const host = get("host") ?? "127.0.0.1";
   const auth = oneOf(
     "auth",
-    get("auth") ?? (backend === "kubernetes" ? "kubernetes" : "none"),
-    ["none", "kubernetes", "passthrough"] as const,
+    get("auth") ?? DEFAULT_AUTH[backend],
+    ["none", "kubernetes", "passthrough", "forward"] as const,
   );
+  if (auth === "forward" && backend !== "connect" && backend !== "grpc") {
+    throw new ConfigError(
+      "--auth forward hands callers' tokens to an upstream gateway to check: it needs --backend connect or grpc",
+    );
+  }
   if (auth === "none" && !isLoopback(host)) {
     throw new ConfigError(
       `refusing to serve an open gateway on ${host}: listening beyond loopback needs --auth kubernetes or --auth passthrough`,

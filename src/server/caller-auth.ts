@@ -5,6 +5,7 @@
  */
 import type { AuthMode } from "../config.ts";
 import { type Authenticator, NoAuth } from "../auth/authenticator.ts";
+import { ForwardAuth } from "../auth/forward-auth.ts";
 import { PassthroughAuth } from "../auth/passthrough-auth.ts";
 
 export function callerAuth(
@@ -16,6 +17,8 @@ export function callerAuth(
       return new NoAuth();
     case "passthrough":
       return new PassthroughAuth();
+    case "forward":
+      return new ForwardAuth();
     case "kubernetes":
       return kubernetes();
   }

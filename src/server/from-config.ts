@@ -13,6 +13,8 @@ import { DEMO } from "../store/demo-seed.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
 import { NodeGrpcRelayBackend } from "../adapter/node-http2/relay-backend.ts";
 import { withResume } from "../relay/resume.ts";
+import { ConnectUpstreamBackend } from "../relay/connect-upstream.ts";
+import { createTicketForwarding } from "../front/http-json/ticket-forwarding.ts";
 import { callerAuth } from "./caller-auth.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
@@ -28,6 +30,7 @@ export async function startFromConfig(
   config: Config,
 ): Promise<StartedFromConfig> {
   if (config.backend === "grpc") return await startRelay(config);
+  if (config.backend === "connect") return await startConnectRelay(config);
   if (config.backend === "kubernetes") return await startKubernetes(config);
   if (config.backend !== "embedded") {
     throw new Error(`backend ${config.backend} is not available in this build`);
@@ -102,6 +105,34 @@ async function startRelay(config: Config): Promise<StartedFromConfig> {
     ...running,
     banner: [
       `cbt-gateway: grpc relay to ${config.upstreamUrl}, auth ${config.auth}`,
+      `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
+      `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
+    ],
+  };
+}
+
+/**
+ * --backend connect: an edge tier in front of another cbt-gateway's HTTP
+ * port (the same composition as the edge bundle, server/edge.ts, on Deno).
+ */
+async function startConnectRelay(config: Config): Promise<StartedFromConfig> {
+  const upstreamUrl = config.upstreamUrl!;
+  const running = await startGateway(config, {
+    backend: withResume(
+      new ConnectUpstreamBackend({ baseUrl: upstreamUrl }),
+      config,
+    ),
+    auth: await authFor(config),
+    log: accessLog,
+    // With forwarded tokens only the upstream knows the caller a ticket names.
+    routes: config.auth === "forward"
+      ? () => [createTicketForwarding(upstreamUrl)]
+      : undefined,
+  });
+  return {
+    ...running,
+    banner: [
+      `cbt-gateway: connect relay to ${upstreamUrl}, auth ${config.auth}`,
       `  Connect, gRPC-Web, HTTP/JSON: ${running.httpUrl}`,
       `  native gRPC (HTTP/2):          ${running.grpcUrl}`,
     ],
