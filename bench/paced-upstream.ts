@@ -1,0 +1,147 @@
+/**
+ * `deno run -A bench/paced-upstream.ts --cert <pem> --key <pem> [--rate N]`:
+ * a stand-in for the real `csi-snapshot-metadata` sidecar at driver speed,
+ * as its own process. Native gRPC over TLS (ALPN h2), GetMetadataAllocated
+ * only; the snapshot name `p<N>` asks for N FIXED_LENGTH 4 KiB tuples.
+ *
+ * Like the real sidecar it sends one message at a time, paced: message i is
+ * due at `start + i × tuplesPerMessage / rate` (default 280k tuples/s), and
+ * each message is its own `stream.write` in its own event-loop turn, so every
+ * message leaves as its own HTTP/2 DATA frame instead of being coalesced with
+ * the next (the bulk bench's upstream sends as fast as it can and hides the
+ * per-message cost). `max_results` 0 means 256 tuples per message, the
+ * sidecar's default. A request without a security_token is refused, as the
+ * sidecar would (it does not run TokenReview: that cost is the same on every
+ * path and is not the middle process's).
+ *
+ * Prints `paced upstream: 127.0.0.1:<port>` once it listens.
+ */
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { setImmediate } from "node:timers";
+import { parseArgs } from "node:util";
+import { fromBinary } from "@bufbuild/protobuf";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { GetMetadataAllocatedRequestSchema } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
+import {
+  encodeMetadataMessage,
+  FIXED_LENGTH,
+} from "../src/wire/metadata-message.ts";
+
+const BLOCK = 4096;
+const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
+const SIDECAR_DEFAULT_MAX_RESULTS = 256;
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    cert: { type: "string" },
+    key: { type: "string" },
+    rate: { type: "string", default: "280000" },
+  },
+});
+if (!values.cert || !values.key) {
+  console.error("usage: paced-upstream.ts --cert <pem> --key <pem> [--rate N]");
+  Deno.exit(2);
+}
+const rate = Number(values.rate);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** One event-loop turn: lets node:http2 flush the write before the next. */
+const nextTurn = () => new Promise((r) => setImmediate(r));
+
+function message(first: number, count: number, capacity: number): Uint8Array {
+  const offsets = new Array<number>(count), sizes = new Array<number>(count);
+  for (let i = 0; i < count; i++) {
+    offsets[i] = (first + i) * BLOCK;
+    sizes[i] = BLOCK;
+  }
+  return encodeEnvelope(
+    0,
+    encodeMetadataMessage({
+      blockMetadataType: FIXED_LENGTH,
+      volumeCapacityBytes: capacity,
+      offsets,
+      sizes,
+    }),
+  );
+}
+
+async function serve(
+  stream: http2.ServerHttp2Stream,
+  request: Uint8Array,
+): Promise<void> {
+  const fail = (status: number, text: string) => {
+    stream.respond({
+      ":status": 200,
+      "content-type": "application/grpc+proto",
+      "grpc-status": String(status),
+      "grpc-message": encodeURIComponent(text),
+    }, { endStream: true });
+  };
+  let req;
+  try {
+    req = fromBinary(GetMetadataAllocatedRequestSchema, request.subarray(5));
+  } catch {
+    return fail(3, "bad request message");
+  }
+  const m = /^p(\d+)$/.exec(req.snapshotName);
+  if (!m) return fail(5, `snapshot ${req.snapshotName} not found`);
+  if (req.securityToken === "") return fail(16, "no security_token");
+  const total = Number(m[1]);
+  const per = req.maxResults || SIDECAR_DEFAULT_MAX_RESULTS;
+  const interval = per / rate * 1000; // ms per message
+  stream.respond(
+    { ":status": 200, "content-type": "application/grpc+proto" },
+    { waitForTrailers: true },
+  );
+  stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+  const start = performance.now();
+  for (let i = 0, done = 0; done < total && !stream.closed; i++) {
+    const wait = start + i * interval - performance.now();
+    // Timers have millisecond granularity: sleep while a whole one fits,
+    // and catch up one message per turn when behind.
+    if (wait >= 1) await sleep(Math.floor(wait));
+    else if (i > 0) await nextTurn();
+    if (stream.closed) break;
+    const n = Math.min(per, total - done);
+    if (!stream.write(message(done, n, total * BLOCK))) {
+      await new Promise<void>((resolve) => {
+        const go = () => {
+          stream.off("drain", go).off("close", go);
+          resolve();
+        };
+        stream.on("drain", go).on("close", go);
+      });
+    }
+    done += n;
+  }
+  if (!stream.closed) stream.end();
+}
+
+const server = http2.createSecureServer({
+  cert: await Deno.readTextFile(values.cert),
+  key: await Deno.readTextFile(values.key),
+  ALPNProtocols: ["h2"],
+});
+server.on("stream", (stream, headers) => {
+  stream.on("error", () => {});
+  if (headers[":path"] !== ALLOCATED) {
+    stream.respond({ ":status": 200, "grpc-status": "12" }, {
+      endStream: true,
+    });
+    return;
+  }
+  const chunks: Uint8Array[] = [];
+  stream.on("data", (c: Uint8Array) => chunks.push(c));
+  stream.on("end", async () => {
+    const body = new Uint8Array(await new Blob(chunks).arrayBuffer());
+    await serve(stream, body).catch(() => stream.close());
+  });
+});
+server.on("sessionError", () => {});
+await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+console.log(
+  `paced upstream: 127.0.0.1:${(server.address() as AddressInfo).port}`,
+);
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
