@@ -4,14 +4,19 @@
  * exactly these calls (tests/kube_deploy_test.ts checks that), so adding a
  * method here means adding a rule there.
  */
+import { Agent } from "node:https";
 import { ConfigError } from "../config.ts";
 import {
   ApiException,
   AuthenticationV1Api,
   AuthorizationV1Api,
   CoreV1Api,
+  createConfiguration,
   CustomObjectsApi,
   KubeConfig,
+  type RequestContext,
+  type SecurityAuthentication,
+  ServerConfiguration,
   Watch,
 } from "@kubernetes/client-node";
 
@@ -106,6 +111,46 @@ export function loadKubeConfig(kubeconfig?: string): KubeConfig {
   return config;
 }
 
+/**
+ * The KubeConfig's authentication with one keep-alive agent. client-node
+ * 1.4 gives every request a new https.Agent, so every API call was a new
+ * TLS connection: a handshake and certificate parsing for each of the calls
+ * a stream makes (snapshot, content; reviews when not cached), most of the
+ * gateway's fixed CPU per stream. The KubeConfig still does everything else
+ * each call (it re-reads a rotated in-cluster token); a changed TLS setting
+ * (a rotated CA file) gets a new agent.
+ */
+class KeepAliveAuthentication implements SecurityAuthentication {
+  #agent?: { key: string; agent: Agent };
+
+  constructor(private readonly config: KubeConfig) {}
+
+  getName(): string {
+    return "kubeconfig with a keep-alive agent";
+  }
+
+  async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await this.config.applySecurityAuthentication(context);
+    const fresh = context.getAgent();
+    // Proxy agents (not https.Agent) stay as client-node made them.
+    if (!(fresh instanceof Agent)) return;
+    const o = fresh.options;
+    const key = [o.ca, o.cert, o.key, o.pfx, o.servername, o.rejectUnauthorized]
+      .map(String).join("\0");
+    if (this.#agent?.key !== key) {
+      // The previous agent's idle sockets close on their own timeout.
+      this.#agent = {
+        key,
+        agent: new Agent({ ...o, keepAlive: true, timeout: IDLE_SOCKET_MS }),
+      };
+    }
+    context.setAgent(this.#agent.agent);
+  }
+}
+
+/** Idle API connections close after this long. */
+const IDLE_SOCKET_MS = 30_000;
+
 export class KubeApi {
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
@@ -114,10 +159,16 @@ export class KubeApi {
   readonly #watch: Watch;
 
   constructor(readonly config: KubeConfig) {
-    this.#custom = config.makeApiClient(CustomObjectsApi);
-    this.#core = config.makeApiClient(CoreV1Api);
-    this.#authn = config.makeApiClient(AuthenticationV1Api);
-    this.#authz = config.makeApiClient(AuthorizationV1Api);
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error("the kubeconfig names no cluster");
+    const api = createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: new KeepAliveAuthentication(config) },
+    });
+    this.#custom = new CustomObjectsApi(api);
+    this.#core = new CoreV1Api(api);
+    this.#authn = new AuthenticationV1Api(api);
+    this.#authz = new AuthorizationV1Api(api);
     this.#watch = new Watch(config);
   }
 
