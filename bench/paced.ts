@@ -57,7 +57,8 @@ export type PacedProtocol = "grpc" | "connect" | "grpc-web" | "ndjson" | "sse";
 
 export interface PacedPath {
   name: string;
-  middle: "none" | "nginx" | "gateway";
+  /** "baseline": the same gateway built from another commit (--baseline). */
+  middle: "none" | "nginx" | "gateway" | "baseline";
   protocol: PacedProtocol;
   json: boolean;
 }
@@ -81,6 +82,13 @@ export const PACED_PATHS: PacedPath[] = [
   { name: "gateway NDJSON", middle: "gateway", protocol: "ndjson", json: true },
   { name: "gateway SSE", middle: "gateway", protocol: "sse", json: true },
 ];
+
+/** With --baseline <ref>: the binary paths once more, through the old gateway. */
+export function baselinePaths(ref: string): PacedPath[] {
+  return PACED_PATHS.filter((p) => p.middle === "gateway" && !p.json).map((
+    p,
+  ) => ({ ...p, name: `${p.name} @ ${ref}`, middle: "baseline" }));
+}
 
 /** JSON surfaces are compared with binary Connect (same HTTP/1.1 front). */
 const JSON_REFERENCE = "gateway Connect";
@@ -174,10 +182,17 @@ export async function startPacedRig(
     tuples: number[];
     /** Extra deno flags for the gateway (e.g. --cpu-prof). */
     gatewayDenoFlags?: string[];
+    /** A second gateway from this checkout (checkoutBaseline), same setup. */
+    baselineRoot?: string;
   },
 ): Promise<PacedRig> {
   const stops: (() => Promise<unknown>)[] = [];
+  let stopUpstream = () => Promise.resolve();
   const stop = async () => {
+    // The sidecar stand-in goes first: Deno's node:http2 server aborts on an
+    // assertion in nghttp2 when a client's GOAWAY arrives with streams just
+    // closed, and the gateway (GOAWAY-shielded) takes the upstream leaving.
+    await stopUpstream().catch(() => {});
     for (const s of stops.reverse()) await s().catch(() => {});
   };
   try {
@@ -202,7 +217,7 @@ export async function startPacedRig(
       sidecarCert,
       options.rate ?? SIDECAR_TUPLES_PER_SECOND,
     );
-    stops.push(upstream.stop);
+    stopUpstream = upstream.stop;
 
     const kube = await startFakeKube({
       policy: [...policyFromRbac(await loadManifests()), {
@@ -236,7 +251,7 @@ export async function startPacedRig(
     const kubeconfig = await kube.writeKubeconfig(
       kube.serviceAccountToken(GATEWAY_SA.namespace, GATEWAY_SA.name),
     );
-    const gateway = await startGatewayProcess([
+    const gatewayArgs = [
       "--backend",
       "kubernetes",
       "--auth",
@@ -249,8 +264,16 @@ export async function startPacedRig(
       frontCert.certPath,
       "--tls-key",
       frontCert.keyPath,
-    ], options.gatewayDenoFlags);
+    ];
+    const gateway = await startGatewayProcess(
+      gatewayArgs,
+      options.gatewayDenoFlags,
+    );
     stops.push(gateway.stop);
+    const baseline = options.baselineRoot
+      ? await startGatewayProcess(gatewayArgs, [], options.baselineRoot)
+      : undefined;
+    if (baseline) stops.push(baseline.stop);
 
     await Deno.mkdir(`${tmp}/nginx`);
     const nginx = await startNginx(
@@ -274,10 +297,13 @@ export async function startPacedRig(
       pid: (p) =>
         p.middle === "gateway"
           ? gateway.pid
+          : p.middle === "baseline"
+          ? baseline?.pid
           : p.middle === "nginx"
           ? nginx.pid
           : undefined,
       run(p, q) {
+        const g = p.middle === "baseline" ? baseline! : gateway;
         if (p.middle === "none") {
           return grpcStreamFresh(
             `https://${upstream.address}`,
@@ -292,13 +318,13 @@ export async function startPacedRig(
         }
         switch (p.protocol) {
           case "grpc":
-            return grpcStreamFresh(gateway.grpcUrl, q, front);
+            return grpcStreamFresh(g.grpcUrl, q, front);
           case "connect":
           case "grpc-web":
-            return fetchRpcStream(gateway.httpUrl, p.protocol, q, front);
+            return fetchRpcStream(g.httpUrl, p.protocol, q, front);
           case "ndjson":
           case "sse":
-            return httpJsonStream(gateway.httpUrl, p.protocol, q, front);
+            return httpJsonStream(g.httpUrl, p.protocol, q, front);
         }
       },
       stop,
@@ -332,10 +358,19 @@ async function measure(
 export async function runPaced(
   plan: PacedPlan,
   log: (line: string) => void,
-  rate = SIDECAR_TUPLES_PER_SECOND,
+  options: { rate?: number; baseline?: { ref: string; root: string } } = {},
 ): Promise<PacedResult> {
+  const rate = options.rate ?? SIDECAR_TUPLES_PER_SECOND;
   const tmp = await Deno.makeTempDir({ prefix: "cbt-bench-paced-" });
-  const rig = await startPacedRig(tmp, { rate, tuples: [plan.tuples] });
+  const rig = await startPacedRig(tmp, {
+    rate,
+    tuples: [plan.tuples],
+    baselineRoot: options.baseline?.root,
+  });
+  const paths = [
+    ...PACED_PATHS,
+    ...(options.baseline ? baselinePaths(options.baseline.ref) : []),
+  ];
   try {
     const long = (maxResults: number): StreamQuery => ({
       namespace: NS,
@@ -348,7 +383,7 @@ export async function runPaced(
       maxResults: 0,
     };
     // Warm-up: JIT, discovery's first list, the upstream pool, caches.
-    for (const p of PACED_PATHS) {
+    for (const p of paths) {
       for (let i = 0; i < 3; i++) await measure(rig, p, short, SHORT_TUPLES);
       await measure(rig, p, long(0), plan.tuples);
     }
@@ -357,10 +392,10 @@ export async function runPaced(
     const longRows: LongRow[] = [];
     for (const maxResults of plan.maxResults) {
       const samples = new Map(
-        PACED_PATHS.map((p) => [p.name, [] as PacedSample[]]),
+        paths.map((p) => [p.name, [] as PacedSample[]]),
       );
       for (let rep = 0; rep < plan.reps; rep++) {
-        for (const p of PACED_PATHS) {
+        for (const p of paths) {
           samples.get(p.name)!.push(
             await measure(rig, p, long(maxResults), plan.tuples),
           );
@@ -377,7 +412,7 @@ export async function runPaced(
       const jsonRef = cpuPerM(
         PACED_PATHS.find((p) => p.name === JSON_REFERENCE)!,
       )!;
-      for (const p of PACED_PATHS) {
+      for (const p of paths) {
         const cpu = cpuPerM(p);
         longRows.push({
           maxResults,
@@ -399,10 +434,10 @@ export async function runPaced(
     }
 
     const shortSamples = new Map(
-      PACED_PATHS.map((p) => [p.name, [] as PacedSample[]]),
+      paths.map((p) => [p.name, [] as PacedSample[]]),
     );
     for (let rep = 0; rep < plan.shortReps; rep++) {
-      for (const p of PACED_PATHS) {
+      for (const p of paths) {
         shortSamples.get(p.name)!.push(
           await measure(rig, p, short, SHORT_TUPLES),
         );
@@ -417,7 +452,7 @@ export async function runPaced(
       median(shortSamples.get(p.name)!.map((s) => s.firstMs));
     const directFirst = first(PACED_PATHS[0]);
     const nginxCpuMs = cpuMs(PACED_PATHS[1])!;
-    const shortRows: ShortRow[] = PACED_PATHS.map((p) => {
+    const shortRows: ShortRow[] = paths.map((p) => {
       const cpu = cpuMs(p);
       return {
         path: p.name,
@@ -457,7 +492,7 @@ function targets(long: LongRow[], short: ShortRow[]) {
         met: r.cpuRatio! <= 1.5,
       });
     }
-    if (r.path !== "direct") {
+    if (r.path.startsWith("gateway") && !r.path.includes(" @ ")) {
       out.push({
         target: `${r.path}, max_results ${at}: throughput ≥ 0.95× direct`,
         value: `${f(r.vsDirect)}×`,
@@ -524,7 +559,8 @@ export function pacedReport(r: PacedResult): string {
         row.cpuRatio === null
           ? "–"
           : `${fmt(row.cpuRatio)}×${
-            PACED_PATHS.find((p) => p.name === row.path)!.json
+            row.path.startsWith("gateway NDJSON") ||
+              row.path.startsWith("gateway SSE")
               ? " binary"
               : ""
           }`

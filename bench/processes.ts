@@ -16,10 +16,14 @@ export interface GatewayProcess extends Child {
   grpcUrl: string;
 }
 
-/** Starts `src/main.ts` with `args` plus ephemeral ports; resolves once it listens. */
+/**
+ * Starts `src/main.ts` with `args` plus ephemeral ports; resolves once it
+ * listens. `root` is the checkout to run (another one for a baseline).
+ */
 export async function startGatewayProcess(
   args: string[],
   denoFlags: string[] = [],
+  root = ROOT,
 ): Promise<GatewayProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -28,7 +32,7 @@ export async function startGatewayProcess(
       "--unstable-no-legacy-abort",
       "--allow-all",
       ...denoFlags,
-      `${ROOT}/src/main.ts`,
+      `${root}/src/main.ts`,
       "--host",
       "127.0.0.1",
       "--port",
@@ -230,4 +234,35 @@ export async function startPacedUpstream(
     while (!(await lines.read()).done) { /* discard */ }
   })().catch(() => {});
   return { pid: child.pid, address, stop: () => stopChild(child) };
+}
+
+/**
+ * The gateway as of git `ref`, unpacked beside the bench (src/, gen/,
+ * deno.json, deno.lock; node_modules shared), for before/after rows in one
+ * run. Returns its root; the caller removes `dir`.
+ */
+export async function checkoutBaseline(
+  ref: string,
+  dir: string,
+): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const archive = new Deno.Command("git", {
+    args: ["-C", ROOT, "archive", ref, "src", "gen", "deno.json", "deno.lock"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const tar = new Deno.Command("tar", {
+    args: ["-x", "-C", dir],
+    stdin: "piped",
+    stderr: "inherit",
+  }).spawn();
+  await archive.stdout.pipeTo(tar.stdin);
+  const [a, t] = await Promise.all([archive.output(), tar.status]);
+  if (!a.success || !t.success) {
+    throw new Error(
+      `git archive ${ref}: ${new TextDecoder().decode(a.stderr)}`,
+    );
+  }
+  await Deno.symlink(`${ROOT}/node_modules`, `${dir}/node_modules`);
+  return dir;
 }

@@ -73,7 +73,7 @@ async function profilePaced() {
   const rig = await startPacedRig(tmp, {
     tuples: [BLOCKS],
     gatewayDenoFlags: cpuProf
-      ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`]
+      ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${profDir}`]
       : [],
   });
   try {

@@ -1,7 +1,8 @@
 /**
- * `deno task bench [--quick] [--paced-only | --bulk-only]`: two benches in
- * one run, each with every path interleaved (A B C … A B C …), medians
- * reported.
+ * `deno task bench [--quick] [--paced-only | --bulk-only] [--baseline <ref>]`:
+ * two benches in one run, each with every path interleaved (A B C … A B C …),
+ * medians reported. `--baseline` adds paced rows for the gateway as of a git
+ * ref (before/after of a change, measured side by side).
  *
  * Paced (the headline, bench/paced.ts): a sidecar stand-in at driver speed,
  * one message per write, TLS, the gateway in Kubernetes mode.
@@ -24,6 +25,7 @@ import {
   type StreamResult,
 } from "./clients.ts";
 import {
+  checkoutBaseline,
   cpuSeconds,
   memory,
   resetPeak,
@@ -43,6 +45,11 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const QUICK = Deno.args.includes("--quick");
 const PACED = !Deno.args.includes("--bulk-only");
 const BULK = !Deno.args.includes("--paced-only");
+/** `--baseline <git ref>`: paced rows for the gateway as of that commit too. */
+const BASELINE = (() => {
+  const i = Deno.args.indexOf("--baseline");
+  return i < 0 ? undefined : Deno.args[i + 1];
+})();
 const NS = "bench";
 /** The reference sidecar's single-stream speed here (hostpath driver), tuples/s. */
 const SIDECAR_TUPLES_PER_SECOND = 250_000;
@@ -160,9 +167,7 @@ function log(line: string) {
 
 async function main() {
   const started = performance.now();
-  const paced = PACED
-    ? await runPaced(QUICK ? QUICK_PLAN : FULL_PLAN, log)
-    : undefined;
+  const paced = PACED ? await pacedRun() : undefined;
   const bulk = BULK ? await runBulk() : undefined;
   const result = {
     date: new Date().toISOString(),
@@ -193,6 +198,18 @@ async function main() {
     if (bulkMd) await updateDoc("bench", bulkMd);
   }
   console.log(markdown);
+}
+
+async function pacedRun() {
+  const plan = QUICK ? QUICK_PLAN : FULL_PLAN;
+  if (!BASELINE) return runPaced(plan, log);
+  const dir = await Deno.makeTempDir({ prefix: "cbt-bench-baseline-" });
+  try {
+    const root = await checkoutBaseline(BASELINE, dir);
+    return await runPaced(plan, log, { baseline: { ref: BASELINE, root } });
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
 
 type BulkResult = {
