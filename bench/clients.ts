@@ -15,8 +15,8 @@ import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
 import {
   type Envelope,
   EnvelopeSplitter,
-  rawGrpcCall,
-} from "../src/adapter/node-http2/grpc-call.ts";
+} from "../tests/support/envelope-splitter.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
 
 export interface StreamQuery {
   namespace: string;

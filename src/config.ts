@@ -3,7 +3,6 @@
  * variable (CBT_GATEWAY_<FLAG_IN_CAPS>) so the same binary runs from a shell
  * or a Deployment; flags win over the environment.
  */
-import { parseArgs } from "node:util";
 
 export type BlockMetadataTypeName = "FIXED_LENGTH" | "VARIABLE_LENGTH";
 export type AuthMode = "none" | "kubernetes" | "passthrough";
@@ -139,36 +138,55 @@ const LIST_FLAGS = [
   "service-override",
 ] as const;
 
+type FlagValues = Record<string, string | string[] | boolean | undefined>;
+
+/**
+ * argv → flag values: `--flag value` or `--flag=value`, list flags
+ * repeatable, `--help` alone; anything else is refused. (node:util's
+ * parseArgs does the same, but would tie the config to a runtime.)
+ */
+function parseFlags(args: string[]): FlagValues {
+  const strings = new Set<string>(STRING_FLAGS);
+  const lists = new Set<string>(LIST_FLAGS);
+  const values: FlagValues = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const m = /^--([^=]+)(?:=(.*))?$/s.exec(arg);
+    if (!m) {
+      throw new ConfigError(
+        `Unexpected argument '${arg}': this command takes no positional arguments`,
+      );
+    }
+    const [, name, inline] = m;
+    if (name === "help" && inline === undefined) {
+      values.help = true;
+      continue;
+    }
+    if (!strings.has(name) && !lists.has(name)) {
+      throw new ConfigError(`Unknown option '--${name}'`);
+    }
+    let value = inline;
+    if (value === undefined) {
+      value = args[++i];
+      if (value === undefined || value.startsWith("--")) {
+        throw new ConfigError(`Option '--${name} <value>' argument missing`);
+      }
+    }
+    if (lists.has(name)) {
+      values[name] = [...(values[name] as string[] | undefined) ?? [], value];
+    } else {
+      values[name] = value;
+    }
+  }
+  return values;
+}
+
 /** Parses argv and env; throws ConfigError with a message for people. */
 export function parseConfig(
   args: string[],
   env: Record<string, string | undefined>,
 ): Config {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        ...Object.fromEntries(
-          STRING_FLAGS.map((f) => [f, { type: "string" as const }]),
-        ),
-        ...Object.fromEntries(
-          LIST_FLAGS.map((
-            f,
-          ) => [f, { type: "string" as const, multiple: true }]),
-        ),
-        help: { type: "boolean" },
-      },
-    });
-  } catch (e) {
-    throw new ConfigError((e as Error).message);
-  }
-  const values = parsed.values as Record<
-    string,
-    string | string[] | boolean | undefined
-  >;
+  const values = parseFlags(args);
   const get = (flag: (typeof STRING_FLAGS)[number]): string | undefined =>
     (values[flag] as string | undefined) ?? env[envName(flag)];
   const list = (flag: (typeof LIST_FLAGS)[number]): string[] =>

@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { UI_CONTENT_SECURITY_POLICY } from "../src/ui/ui-route.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { DEMO } from "../src/store/demo-seed.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 import { HAS_CHROMIUM, launchBrowser } from "./support/browser.ts";
 import { startTestGateway } from "./support/gateway.ts";
 import {
@@ -193,7 +194,7 @@ Deno.test({
   async fn() {
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-ui-" });
     const shotDir = await Deno.makeTempDir({ prefix: "cbt-ui-shot-" });
-    await seedDemoIfEmpty(dataDir);
+    await seedNodeDemoIfEmpty(dataDir);
     const snap1 = await readDemoImage(dataDir, "snap-1");
     const snap2 = await readDemoImage(dataDir, "snap-2");
     const allocated = allocatedBlocks(snap2);
@@ -542,7 +543,7 @@ Deno.test({
   async fn() {
     const dataDir = await Deno.makeTempDir({ prefix: "cbt-web-" });
     const buildDir = await Deno.makeTempDir({ prefix: "cbt-web-bundle-" });
-    await seedDemoIfEmpty(dataDir);
+    await seedNodeDemoIfEmpty(dataDir);
     const snap1 = await readDemoImage(dataDir, "snap-1");
     const snap2 = await readDemoImage(dataDir, "snap-2");
     const capacity = snap2.length;

@@ -12,8 +12,10 @@ import {
   type HttpJsonOptions,
 } from "../src/front/http-json/index.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
@@ -51,10 +53,10 @@ async function serve(
 /** A seeded demo data dir, its store, and ground truth read from its image files. */
 async function demoStore(type: "FIXED" | "VARIABLE" = "FIXED") {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-" });
-  await seedDemoIfEmpty(dataDir);
+  await seedNodeDemoIfEmpty(dataDir);
   const image = (snap: string) =>
     Deno.readFileSync(`${dataDir}/demo/vol-1/${snap}.img`);
-  const store = new FileSnapshotStore({
+  const store = new NodeFileSnapshotStore({
     dataDir,
     blockMetadataType: type === "VARIABLE" ? VARIABLE_LENGTH : undefined,
   });

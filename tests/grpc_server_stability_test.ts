@@ -29,7 +29,7 @@ import {
 import {
   type Envelope,
   EnvelopeSplitter,
-} from "../src/adapter/node-http2/grpc-call.ts";
+} from "./support/envelope-splitter.ts";
 import { startGateway } from "../src/server/start.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

@@ -8,8 +8,10 @@ import { NoAuth } from "../src/auth/authenticator.ts";
 import { errorRecord } from "../src/front/http-json/block-records.ts";
 import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 import { parseNdjson, type Rec } from "./support/json-records.ts";
 import { ROOT, run } from "./support/run.ts";
 
@@ -31,11 +33,11 @@ async function withDemoGateway(
   fn: (gw: RunningGateway) => Promise<void>,
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-http-json-docs-" });
-  await seedDemoIfEmpty(dataDir);
+  await seedNodeDemoIfEmpty(dataDir);
   const gw = await startGateway(
     { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
     {
-      backend: new FileSnapshotStore({ dataDir }),
+      backend: new NodeFileSnapshotStore({ dataDir }),
       auth: new NoAuth(),
       routes: (gateway) => [createHttpJsonRoutes(gateway)],
     },

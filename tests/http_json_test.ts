@@ -13,7 +13,7 @@ import {
   createHttpJsonRoutes,
   type HttpJsonOptions,
 } from "../src/front/http-json/index.ts";
-import { negotiate } from "../src/front/http-json/negotiate.ts";
+import { negotiateFormat } from "../src/front/http-json/format.ts";
 import { StreamTickets } from "../src/front/http-json/stream-ticket.ts";
 import { VARIABLE_LENGTH } from "../src/wire/metadata-message.ts";
 import {
@@ -247,7 +247,7 @@ Deno.test("Accept negotiation", () => {
     ["application/x-ndjson;q=0", undefined],
   ];
   for (const [accept, want] of cases) {
-    assert.equal(negotiate(accept), want, `Accept: ${accept}`);
+    assert.equal(negotiateFormat(accept), want, `Accept: ${accept}`);
   }
 });
 

@@ -32,7 +32,7 @@ import {
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { createHttpJsonRoutes } from "../src/front/http-json/index.ts";
 import { type RunningGateway, startGateway } from "../src/server/start.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 import type {
   AllocatedQuery,
   Backend,
@@ -149,7 +149,7 @@ async function withDemo(
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-ingress-" });
   try {
-    await seedDemoIfEmpty(dataDir);
+    await seedNodeDemoIfEmpty(dataDir);
     const image = (snap: string) =>
       Deno.readFileSync(`${dataDir}/demo/vol-1/${snap}.img`);
     const truth: DemoTruth = {

@@ -17,7 +17,7 @@ import {
   alignDown,
   dropTuplesBefore,
 } from "../src/kubernetes/offset-alignment.ts";
-import { hostOf } from "../src/adapter/node-http2/upstream-pool.ts";
+import { hostOf } from "../src/kubernetes/discovery.ts";
 import {
   decodeMetadataMessage,
   encodeMetadataMessage,

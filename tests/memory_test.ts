@@ -25,8 +25,8 @@ import { scanMetadataMessage } from "../src/wire/metadata-message.ts";
 import {
   type Envelope,
   EnvelopeSplitter,
-  rawGrpcCall,
-} from "../src/adapter/node-http2/grpc-call.ts";
+} from "./support/envelope-splitter.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
 import { memory, startGatewayProcess } from "../bench/processes.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 

@@ -9,9 +9,12 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
 import { createUpstreamGrpcTransport } from "./support/grpc-transport.ts";
-import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { DEMO } from "../src/store/demo-seed.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 import { startGateway } from "../src/server/start.ts";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
 import {
   encodeMetadataMessage,
   FIXED_LENGTH,
@@ -148,7 +151,7 @@ async function countTuples(
  */
 class StallingOnSnap3 implements Backend {
   readonly name = "embedded";
-  constructor(private readonly store: FileSnapshotStore) {}
+  constructor(private readonly store: NodeFileSnapshotStore) {}
   getMetadataAllocated(q: AllocatedQuery, o: CallOptions) {
     const s = this.store.getMetadataAllocated(q, o);
     return q.snapshotName === "snap-3" ? stallAfterFirst(s, o.signal) : s;
@@ -186,9 +189,9 @@ async function* stallAfterFirst(
 
 Deno.test("metrics and access log count every call, however it ends", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "cbt-metrics-" });
-  await seedDemoIfEmpty(dataDir);
+  await seedNodeDemoIfEmpty(dataDir);
   const lines: string[] = [];
-  const store = new FileSnapshotStore({
+  const store = new NodeFileSnapshotStore({
     dataDir,
     blockMetadataType: FIXED_LENGTH,
   });

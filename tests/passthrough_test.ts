@@ -20,9 +20,9 @@ import { decodeMetadataMessage } from "../src/wire/metadata-message.ts";
 import {
   type Envelope,
   EnvelopeSplitter,
-  rawGrpcCall,
-} from "../src/adapter/node-http2/grpc-call.ts";
-import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
+} from "./support/envelope-splitter.ts";
+import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 import { startGateway } from "../src/server/start.ts";
 import { startSyntheticUpstream } from "./support/synthetic-upstream.ts";
 
@@ -148,7 +148,7 @@ Deno.test("pass-through relays bytes, errors and cancellation on every binary pr
   const upstream = await startSyntheticUpstream();
   const gw = await startGateway(
     { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new GrpcRelayBackend({ url: upstream.url }) },
+    { backend: new NodeGrpcRelayBackend({ url: upstream.url }) },
   );
   const session = http2.connect(gw.grpcUrl);
   const direct = http2.connect(upstream.url);

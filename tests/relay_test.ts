@@ -9,7 +9,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SnapshotMetadata } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { GatewayService } from "../gen/cbtgateway/v1/gateway_pb.ts";
-import { GrpcRelayBackend } from "../src/relay/grpc-relay.ts";
+import { NodeGrpcRelayBackend } from "../src/adapter/node-http2/relay-backend.ts";
 import { startGateway } from "../src/server/start.ts";
 import {
   allocatedBlocks,
@@ -27,7 +27,7 @@ const SIZE = 2 * 1024 * 1024 + 512;
 async function relayTo(url: string, caPem?: string) {
   return await startGateway(
     { host: "127.0.0.1", port: 0, grpcPort: 0, corsOrigins: [] },
-    { backend: new GrpcRelayBackend({ url, caPem }) },
+    { backend: new NodeGrpcRelayBackend({ url, caPem }) },
   );
 }
 

@@ -4,8 +4,11 @@
  * cancellation (open file descriptors counted in /proc/self/fd).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { FileSnapshotStore } from "../src/store/file-store.ts";
-import { DEMO, seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { DEMO } from "../src/store/demo-seed.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../src/adapter/node-fs/file-store.ts";
 import type {
   CallOptions,
   EncodedMessageStream,
@@ -143,7 +146,7 @@ async function checkAllCombinations(
     : changedBlocks(base, target);
   let streams = 0;
   for (const [typeName, type] of TYPES) {
-    const store = new FileSnapshotStore({
+    const store = new NodeFileSnapshotStore({
       dataDir: dir.dir,
       blockMetadataType: type,
       chunkSize,
@@ -254,7 +257,7 @@ Deno.test("all-zero and unchanged volumes stream zero messages", async () => {
     await dir.writeImage("ns", "vol", "base", data);
     await dir.writeImage("ns", "vol", "copy", data.slice());
     for (const [, type] of TYPES) {
-      const store = new FileSnapshotStore({
+      const store = new NodeFileSnapshotStore({
         dataDir: dir.dir,
         blockMetadataType: type,
         chunkSize: 8 * BLOCK,
@@ -322,15 +325,15 @@ Deno.test("demo seeding reproduces the recorded real-sidecar blocks", async () =
   const dir = await TempDataDir.create();
   try {
     const data = dir.path("data"); // missing: seeding creates it
-    assertEquals(await seedDemoIfEmpty(data), true, "seeds a missing dir");
+    assertEquals(await seedNodeDemoIfEmpty(data), true, "seeds a missing dir");
     assertEquals(
-      await seedDemoIfEmpty(data),
+      await seedNodeDemoIfEmpty(data),
       false,
       "leaves a non-empty dir alone",
     );
 
     for (const [typeName, type] of TYPES) {
-      const store = new FileSnapshotStore({
+      const store = new NodeFileSnapshotStore({
         dataDir: data,
         blockMetadataType: type,
       });
@@ -398,7 +401,7 @@ Deno.test("demo seeding reproduces the recorded real-sidecar blocks", async () =
 Deno.test("demo streams are byte-identical to the real sidecar's recorded messages", async () => {
   const dir = await TempDataDir.create();
   try {
-    await seedDemoIfEmpty(dir.dir);
+    await seedNodeDemoIfEmpty(dir.dir);
     let compared = 0;
     for await (const entry of Deno.readDir(VECTORS)) {
       if (!/-max\d+\.json$/.test(entry.name)) continue;
@@ -411,7 +414,7 @@ Deno.test("demo streams are byte-identical to the real sidecar's recorded messag
       const type = rec.driverBlockMetadataType === "FIXED_LENGTH"
         ? FIXED_LENGTH
         : VARIABLE_LENGTH;
-      const store = new FileSnapshotStore({
+      const store = new NodeFileSnapshotStore({
         dataDir: dir.dir,
         blockMetadataType: type,
       });
@@ -464,8 +467,8 @@ Deno.test("demo streams are byte-identical to the real sidecar's recorded messag
 Deno.test("demo snap-3 and its deltas match its description and the image bytes", async () => {
   const dir = await TempDataDir.create();
   try {
-    await seedDemoIfEmpty(dir.dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    await seedNodeDemoIfEmpty(dir.dir);
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const image = (name: string) =>
       Deno.readFile(dir.path(DEMO.namespace, DEMO.volume, `${name}.img`));
     for (const snap of DEMO.snapshots) {
@@ -548,7 +551,7 @@ Deno.test("getSnapshot and listSnapshots describe the images, sorted by volume t
       "invalid name",
     );
     await Deno.mkdir(dir.path("ns", "vol-a", "dir.img"));
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const list = await store.listSnapshots("ns", call());
     assertEquals(
       list.map((
@@ -602,7 +605,7 @@ Deno.test("stream errors carry the right codes", async () => {
     await dir.writeImage("ns", "vol", "s2", img);
     await dir.writeImage("ns", "other-vol", "o1", img);
     await dir.writeImage("ns", "other-vol", "s1", img); // same name in two volumes
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const alloc = (
       snapshotName: string,
       startingOffset = 0,
@@ -715,7 +718,7 @@ Deno.test("names that try to leave the data dir are refused and nothing outside 
       dir.path("ns", "vol", "alias.img"),
     );
 
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const q = { startingOffset: 0, maxResults: 0, securityToken: "" };
     const hostile = [
       "..",
@@ -885,7 +888,7 @@ Deno.test("breaking out of the loop stops reading and closes the files", async (
   const dir = await TempDataDir.create();
   try {
     await bigVolume(dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const fds = openFds();
     for (const kind of ["allocated", "delta"]) {
       const before = bytesRead();
@@ -929,7 +932,7 @@ Deno.test("aborting the signal closes files at once, even while the consumer is 
   const dir = await TempDataDir.create();
   try {
     await bigVolume(dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const fds = openFds();
 
     // Suspended between messages: the abort alone must release the files.
@@ -1011,7 +1014,7 @@ Deno.test("close() ends open streams and releases their files", async () => {
   const dir = await TempDataDir.create();
   try {
     await bigVolume(dir);
-    const store = new FileSnapshotStore({ dataDir: dir.dir });
+    const store = new NodeFileSnapshotStore({ dataDir: dir.dir });
     const fds = openFds();
     const it = store.getMetadataAllocated(
       {

@@ -10,7 +10,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   GetMetadataDeltaRequestSchema,
 } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import { seedDemoIfEmpty } from "../src/store/demo-seed.ts";
+import { seedNodeDemoIfEmpty } from "../src/adapter/node-fs/file-store.ts";
 import { startTestGateway } from "./support/gateway.ts";
 import { run } from "./support/run.ts";
 
@@ -60,7 +60,7 @@ Deno.test("responses are byte-identical to the real sidecar's recordings", async
   const work = await Deno.makeTempDir({ prefix: "cbt-wire-io-" });
   // The recordings used namespace ns1; the demo volume is the same data.
   const seedDir = `${dataDir}.seed`;
-  await seedDemoIfEmpty(seedDir);
+  await seedNodeDemoIfEmpty(seedDir);
   await Deno.rename(`${seedDir}/demo`, `${dataDir}/ns1`);
   await Deno.remove(seedDir, { recursive: true });
   const gateways = {

@@ -6,7 +6,6 @@
  * makes (spec §5), made before anything reaches it. The caller's token
  * stays here: upstream gets the gateway's own token.
  */
-import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   describeApiError,
@@ -30,8 +29,15 @@ export interface KubernetesAuthOptions {
   cacheEntries?: number;
 }
 
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(text),
+  );
+  return Array.from(
+    new Uint8Array(digest),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
 }
 
 export class KubernetesAuth implements Authenticator {
@@ -60,7 +66,7 @@ export class KubernetesAuth implements Authenticator {
       );
     }
     // Keyed by a hash so the cache never holds the token itself.
-    const key = sha256(token);
+    const key = await sha256(token);
     const cached = this.#users.get(key);
     if (cached) return { ...cached };
     let review;

@@ -28,7 +28,7 @@ import {
   requireNamespace,
   requireSnapshotId,
   requireSnapshotName,
-} from "./validate.ts";
+} from "../backend/validate.ts";
 
 /** What every call brings from its front: its headers and its lifetime. */
 export interface CallContext {

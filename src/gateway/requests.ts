@@ -10,7 +10,7 @@ import {
   requireSnapshotId,
   requireSnapshotName,
   requireStartingOffset,
-} from "./validate.ts";
+} from "../backend/validate.ts";
 
 export interface AllocatedRequest {
   securityToken: string;

@@ -8,7 +8,7 @@
  * contents are read per request, as upstream does, because readiness
  * changes. Every failure names the object and is Unavailable, like upstream.
  */
-import { Buffer } from "node:buffer";
+import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Informer, type InformerOptions } from "../kube/informer.ts";
 import {
@@ -42,6 +42,20 @@ export interface DriverService {
   audience: string;
   /** PEM bundle decoded from `spec.caCert`. */
   caPem: string;
+}
+
+/** `host:port` → the host part, without IPv6 brackets. */
+export function hostOf(address: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(address) ?? /^([^:]+):\d+$/.exec(address);
+  if (!m) {
+    throw new ConnectError(
+      `SnapshotMetadataService address ${
+        JSON.stringify(address)
+      } is not host:port`,
+      Code.Unavailable,
+    );
+  }
+  return m[1];
 }
 
 export interface DiscoveryOptions {
@@ -213,12 +227,13 @@ export class Discovery {
         throw unavailable(`${what} has no spec.${field}`);
       }
     }
-    return {
-      name,
-      address: spec.address,
-      audience: spec.audience,
-      caPem: Buffer.from(spec.caCert, "base64").toString("utf8"),
-    };
+    let caPem;
+    try {
+      caPem = new TextDecoder().decode(base64Decode(spec.caCert));
+    } catch {
+      throw unavailable(`${what} has a spec.caCert that is not base64`);
+    }
+    return { name, address: spec.address, audience: spec.audience, caPem };
   }
 
   async #read<T>(what: string, call: () => Promise<T>): Promise<T> {

@@ -6,12 +6,7 @@
  * refused before the upstream call: an unready snapshot, a driver without a
  * service, a base handle from another namespace or volume.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  GetMetadataAllocatedRequestSchema,
-  GetMetadataDeltaRequestSchema,
-} from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import type {
   AllocatedQuery,
   Backend,
@@ -20,22 +15,42 @@ import type {
   EncodedMessageStream,
   SnapshotInfo,
 } from "../backend/backend.ts";
-import type { Discovery, ResolvedSnapshot } from "./discovery.ts";
+import {
+  ALLOCATED_PATH,
+  allocatedRequest,
+  DELTA_PATH,
+  deltaRequest,
+  type UpstreamChannel,
+  type UpstreamTarget,
+} from "../backend/upstream.ts";
+import { messagesOfRuns } from "../wire/envelopes.ts";
+import {
+  type Discovery,
+  type DriverService,
+  hostOf,
+  type ResolvedSnapshot,
+} from "./discovery.ts";
 import { alignDown, dropTuplesBefore } from "./offset-alignment.ts";
-import type { UpstreamPool } from "../adapter/node-http2/upstream-pool.ts";
 import type { TokenMinter } from "./token-minter.ts";
-
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
-const DELTA = "/snapshotmetadata.SnapshotMetadata/GetMetadataDelta";
 
 export interface KubernetesBackendOptions {
   discovery: Discovery;
-  pool: UpstreamPool;
+  /** Connections to the sidecars. */
+  pool: UpstreamChannel;
   /**
    * Mints the gateway's tokens. Without one the backend runs in passthrough
    * mode: the caller's security_token goes upstream and the sidecar decides.
    */
   minter?: TokenMinter;
+}
+
+/** A sidecar as an upstream: verified TLS against its own CA. */
+function targetOf(service: DriverService): UpstreamTarget {
+  return {
+    url: `https://${service.address}`,
+    caPem: service.caPem,
+    serverName: hostOf(service.address),
+  };
 }
 
 function toInfo(s: ResolvedSnapshot): SnapshotInfo {
@@ -52,7 +67,7 @@ function toInfo(s: ResolvedSnapshot): SnapshotInfo {
 export class KubernetesBackend implements Backend {
   readonly name = "kubernetes";
   readonly #discovery: Discovery;
-  readonly #pool: UpstreamPool;
+  readonly #pool: UpstreamChannel;
   readonly #minter?: TokenMinter;
 
   constructor(options: KubernetesBackendOptions) {
@@ -75,21 +90,12 @@ export class KubernetesBackend implements Backend {
       query.snapshotName,
     );
     const service = await this.#discovery.serviceFor(target.driver);
-    const request = toBinary(
-      GetMetadataAllocatedRequestSchema,
-      create(GetMetadataAllocatedRequestSchema, {
-        securityToken: await this.#token(service.audience, query.securityToken),
-        namespace: query.namespace,
-        snapshotName: query.snapshotName,
-        startingOffset: BigInt(alignDown(query.startingOffset)),
-        maxResults: query.maxResults,
-      }),
+    const request = allocatedRequest(
+      query,
+      await this.#token(service.audience, query.securityToken),
+      alignDown(query.startingOffset),
     );
-    options.signal.throwIfAborted();
-    yield* dropTuplesBefore(
-      this.#pool.call(service, ALLOCATED, request, options.signal),
-      query.startingOffset,
-    );
+    yield* this.#call(service, ALLOCATED_PATH, request, query, options);
   }
 
   async *getMetadataDelta(
@@ -102,22 +108,30 @@ export class KubernetesBackend implements Backend {
     );
     await this.#discovery.resolveBaseHandle(target, query.baseSnapshotId);
     const service = await this.#discovery.serviceFor(target.driver);
-    const request = toBinary(
-      GetMetadataDeltaRequestSchema,
-      create(GetMetadataDeltaRequestSchema, {
-        securityToken: await this.#token(service.audience, query.securityToken),
-        namespace: query.namespace,
-        baseSnapshotId: query.baseSnapshotId,
-        targetSnapshotName: query.targetSnapshotName,
-        startingOffset: BigInt(alignDown(query.startingOffset)),
-        maxResults: query.maxResults,
-      }),
+    const request = deltaRequest(
+      query,
+      await this.#token(service.audience, query.securityToken),
+      alignDown(query.startingOffset),
     );
+    yield* this.#call(service, DELTA_PATH, request, query, options);
+  }
+
+  /**
+   * Sends the request (asked from the aligned offset) to the sidecar and
+   * drops what lies before the caller's own starting offset.
+   */
+  #call(
+    service: DriverService,
+    path: string,
+    request: Uint8Array,
+    query: { startingOffset: number },
+    options: CallOptions,
+  ): AsyncGenerator<Uint8Array> {
     options.signal.throwIfAborted();
-    yield* dropTuplesBefore(
-      this.#pool.call(service, DELTA, request, options.signal),
-      query.startingOffset,
-    );
+    const runs = this.#pool.runs(targetOf(service), path, request, {
+      signal: options.signal,
+    });
+    return dropTuplesBefore(messagesOfRuns(runs), query.startingOffset);
   }
 
   async getSnapshot(

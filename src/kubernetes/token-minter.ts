@@ -4,7 +4,7 @@
  * audience and renewed once 80% of a token's lifetime has passed. Tokens
  * are secrets: they never appear in errors or logs.
  */
-import { Buffer } from "node:buffer";
+import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describeApiError, type KubeApi } from "../kube/kube-api.ts";
 
@@ -96,24 +96,21 @@ export class TokenMinter {
   }
 }
 
-const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+/** Where a pod's ServiceAccount token is mounted. */
+export const SERVICE_ACCOUNT_TOKEN_PATH =
+  "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /**
  * The pod's own ServiceAccount, from the claims of its mounted token (the
- * name is in no other file). Undefined outside a pod.
+ * name is in no other file). Undefined for no token or one without them.
  */
-export function inClusterServiceAccount(
-  dir = SERVICE_ACCOUNT_DIR,
+export function serviceAccountOfToken(
+  token: string | undefined,
 ): ServiceAccountRef | undefined {
-  let token;
-  try {
-    token = Deno.readTextFileSync(`${dir}/token`).trim();
-  } catch {
-    return undefined;
-  }
+  if (token === undefined) return undefined;
   try {
     const claims = JSON.parse(
-      Buffer.from(token.split(".")[1] ?? "", "base64url").toString(),
+      new TextDecoder().decode(base64Decode(token.trim().split(".")[1] ?? "")),
     );
     const k = claims["kubernetes.io"];
     if (k?.namespace && k?.serviceaccount?.name) {

@@ -6,13 +6,8 @@
  * GetMetadataDeltaByName and the snapshot list work when the upstream is a
  * cbt-gateway (a bare sidecar answers Unimplemented, relayed as such).
  */
-import * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  GetMetadataAllocatedRequestSchema,
-  GetMetadataDeltaRequestSchema,
-} from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import {
   ListSnapshotsRequestSchema,
   ListSnapshotsResponseSchema,
@@ -26,10 +21,12 @@ import type {
   SnapshotInfo,
 } from "../backend/backend.ts";
 import {
-  rawGrpcRuns,
-  retryIfRefused,
-} from "../adapter/node-http2/grpc-call.ts";
-import { connectShielded } from "../adapter/node-http2/goaway-shield.ts";
+  ALLOCATED_PATH,
+  allocatedRequest,
+  DELTA_PATH,
+  deltaRequest,
+  type UpstreamChannel,
+} from "../backend/upstream.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 
 export interface GrpcRelayOptions {
@@ -37,15 +34,14 @@ export interface GrpcRelayOptions {
   url: string;
   /** PEM CA bundle for an https upstream with a private CA. */
   caPem?: string;
+  /** The connection to it (an adapter's UpstreamPool); closed with the relay. */
+  channel: UpstreamChannel;
 }
 
-const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
-const DELTA = "/snapshotmetadata.SnapshotMetadata/GetMetadataDelta";
 const LIST = "/cbtgateway.v1.GatewayService/ListSnapshots";
 
 export class GrpcRelayBackend implements Backend {
   readonly name = "grpc";
-  #session?: http2.ClientHttp2Session;
   #closed = false;
 
   constructor(private readonly options: GrpcRelayOptions) {
@@ -61,35 +57,16 @@ export class GrpcRelayBackend implements Backend {
     query: AllocatedQuery,
     options: CallOptions,
   ): EncodedMessageStream {
-    const request = toBinary(
-      GetMetadataAllocatedRequestSchema,
-      create(GetMetadataAllocatedRequestSchema, {
-        securityToken: query.securityToken,
-        namespace: query.namespace,
-        snapshotName: query.snapshotName,
-        startingOffset: BigInt(query.startingOffset),
-        maxResults: query.maxResults,
-      }),
-    );
-    return this.#call(ALLOCATED, request, options);
+    const request = allocatedRequest(query, query.securityToken);
+    return this.#call(ALLOCATED_PATH, request, options);
   }
 
   getMetadataDelta(
     query: DeltaQuery,
     options: CallOptions,
   ): EncodedMessageStream {
-    const request = toBinary(
-      GetMetadataDeltaRequestSchema,
-      create(GetMetadataDeltaRequestSchema, {
-        securityToken: query.securityToken,
-        namespace: query.namespace,
-        baseSnapshotId: query.baseSnapshotId,
-        targetSnapshotName: query.targetSnapshotName,
-        startingOffset: BigInt(query.startingOffset),
-        maxResults: query.maxResults,
-      }),
-    );
-    return this.#call(DELTA, request, options);
+    const request = deltaRequest(query, query.securityToken);
+    return this.#call(DELTA_PATH, request, options);
   }
 
   async getSnapshot(
@@ -139,10 +116,7 @@ export class GrpcRelayBackend implements Backend {
 
   close(): Promise<void> {
     this.#closed = true;
-    const session = this.#session;
-    this.#session = undefined;
-    if (!session || session.closed) return Promise.resolve();
-    return new Promise((resolve) => session.close(() => resolve()));
+    return this.options.channel.close();
   }
 
   /**
@@ -159,35 +133,15 @@ export class GrpcRelayBackend implements Backend {
       throw new ConnectError("relay backend is closed", Code.Unavailable);
     }
     const token = options.caller.bearerToken;
+    const { url, caPem, channel } = this.options;
     const start = () =>
-      retryIfRefused(() =>
-        rawGrpcRuns(this.#connection(), path, request, {
-          signal: options.signal,
-          headers: token ? { authorization: `Bearer ${token}` } : undefined,
-        })
-      );
+      channel.runs({ url, caPem }, path, request, {
+        signal: options.signal,
+        headers: token ? { authorization: `Bearer ${token}` } : undefined,
+      });
     return {
       envelopeRuns: start,
       [Symbol.asyncIterator]: () => messagesOfRuns(start()),
     };
-  }
-
-  /** One HTTP/2 connection, replaced when it closes or fails. */
-  #connection(): http2.ClientHttp2Session {
-    const current = this.#session;
-    if (current && !current.closed && !current.destroyed) return current;
-    // Shielded: a GOAWAY from the upstream would crash Deno (goaway-shield.ts).
-    const session = connectShielded(this.options.url, {
-      ca: this.options.caPem,
-    });
-    const drop = () => {
-      if (this.#session === session) this.#session = undefined;
-    };
-    // Errors reach the streams on it; the session itself just goes away.
-    session.on("error", drop);
-    session.on("close", drop);
-    session.on("goaway", drop);
-    this.#session = session;
-    return session;
   }
 }

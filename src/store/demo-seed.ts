@@ -8,9 +8,8 @@
  * Block contents are deterministic: seeded PRNG bytes per (version, block).
  * A block keeps its bytes from one snapshot to the next unless rewritten.
  */
-import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { BLOCK_SIZE } from "./block-scan.ts";
+import type { StoreFiles } from "./files.ts";
 import { IMAGE_SUFFIX } from "./paths.ts";
 
 function range(from: number, to: number): number[] {
@@ -129,55 +128,32 @@ export function demoBlockBytes(version: number, block: number): Uint8Array {
   return out;
 }
 
-async function isEmptyOrMissing(dir: string): Promise<boolean> {
-  try {
-    return (await readdir(dir)).length === 0;
-  } catch (err) {
-    if ((err as { code?: string })?.code === "ENOENT") return true;
-    throw err;
-  }
-}
-
-/** Writes one sparse image: a temp file renamed into place when complete. */
-async function writeImage(
-  path: string,
-  size: number,
+/** One image's written blocks, in order, as (position, bytes). */
+function* imageBlocks(
   blocks: Map<number, number>,
-): Promise<void> {
-  const tmp = path + ".tmp";
-  const file = await open(tmp, "w");
-  try {
-    await file.truncate(size);
-    for (const block of sorted(blocks.keys())) {
-      await file.write(
-        demoBlockBytes(blocks.get(block)!, block),
-        0,
-        BLOCK_SIZE,
-        block * BLOCK_SIZE,
-      );
-    }
-  } catch (err) {
-    await file.close();
-    await rm(tmp, { force: true });
-    throw err;
+): Generator<[number, Uint8Array]> {
+  for (const block of sorted(blocks.keys())) {
+    yield [block * BLOCK_SIZE, demoBlockBytes(blocks.get(block)!, block)];
   }
-  await file.close();
-  await rename(tmp, path);
 }
 
 /**
  * Seeds the demo when `dataDir` is empty or missing; leaves any other dir
  * alone. Returns true when it seeded.
  */
-export async function seedDemoIfEmpty(dataDir: string): Promise<boolean> {
-  if (!(await isEmptyOrMissing(dataDir))) return false;
-  const volumeDir = join(dataDir, DEMO.namespace, DEMO.volume);
-  await mkdir(volumeDir, { recursive: true });
+export async function seedDemoIfEmpty(
+  files: StoreFiles,
+  dataDir: string,
+): Promise<boolean> {
+  const entries = await files.readDir(dataDir);
+  if (entries !== undefined && entries.length > 0) return false;
+  const volumeDir = files.join(dataDir, DEMO.namespace, DEMO.volume);
+  await files.makeDir(volumeDir);
   for (const plan of PLANS) {
-    await writeImage(
-      join(volumeDir, plan.name + IMAGE_SUFFIX),
+    await files.writeSparse(
+      files.join(volumeDir, plan.name + IMAGE_SUFFIX),
       DEMO.volumeCapacityBytes,
-      plan.blocks,
+      imageBlocks(plan.blocks),
     );
   }
   return true;

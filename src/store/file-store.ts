@@ -16,6 +16,10 @@ import type {
   EncodedMessageStream,
   SnapshotInfo,
 } from "../backend/backend.ts";
+import {
+  requireMaxResults,
+  requireStartingOffset,
+} from "../backend/validate.ts";
 import { FIXED_LENGTH, VARIABLE_LENGTH } from "../wire/metadata-message.ts";
 import {
   BLOCK_SIZE,
@@ -24,6 +28,7 @@ import {
   scanAllocated,
   scanChanged,
 } from "./block-scan.ts";
+import { FileNotFoundError, type StoreFiles } from "./files.ts";
 import { canceled, ImageFile } from "./image-file.ts";
 import { MessagePacker } from "./message-packer.ts";
 import {
@@ -34,6 +39,8 @@ import {
 } from "./paths.ts";
 
 export interface FileSnapshotStoreOptions {
+  /** The file system (src/adapter/node-fs/ has one). */
+  files: StoreFiles;
   /** Root of the layout `<namespace>/<volume>/<snapshot>.img`. */
   dataDir: string;
   /** FIXED_LENGTH (1, the default) or VARIABLE_LENGTH (2). */
@@ -55,34 +62,10 @@ function toInfo(loc: ImageLocation, blockMetadataType: number): SnapshotInfo {
   };
 }
 
-/**
- * The block holding `startingOffset`: the first tuple then ends after it,
- * even for unaligned offsets. Negative (or absurd) offsets are OutOfRange.
- */
-function firstBlock(startingOffset: number): number {
-  if (!Number.isSafeInteger(startingOffset) || startingOffset < 0) {
-    throw new ConnectError(
-      `starting_offset ${startingOffset} is negative or too large`,
-      Code.OutOfRange,
-    );
-  }
-  return Math.floor(startingOffset / BLOCK_SIZE);
-}
-
-function checkMaxResults(maxResults: number): void {
-  if (!Number.isSafeInteger(maxResults) || maxResults < 0) {
-    throw new ConnectError(
-      `max_results ${maxResults} must not be negative`,
-      Code.InvalidArgument,
-    );
-  }
-}
-
 /** Turns file-system failures into ConnectErrors; ConnectErrors pass through. */
-function asConnectError(err: unknown, what: string): ConnectError {
+function fileError(err: unknown, what: string): ConnectError {
   if (err instanceof ConnectError) return err;
-  const code = (err as { code?: string })?.code;
-  if (code === "ENOENT") {
+  if (err instanceof FileNotFoundError) {
     return new ConnectError(`${what} disappeared`, Code.NotFound);
   }
   return new ConnectError(
@@ -95,6 +78,7 @@ export class FileSnapshotStore implements Backend {
   readonly name = "embedded";
   readonly blockMetadataType: typeof FIXED_LENGTH | typeof VARIABLE_LENGTH;
   readonly chunkSize: number;
+  readonly #files: StoreFiles;
   readonly #dir: DataDir;
   /** Aborts every open stream when the store closes. */
   readonly #closed = new AbortController();
@@ -102,7 +86,8 @@ export class FileSnapshotStore implements Backend {
   readonly #open = new Set<ImageFile>();
 
   constructor(options: FileSnapshotStoreOptions) {
-    this.#dir = new DataDir(options.dataDir);
+    this.#files = options.files;
+    this.#dir = new DataDir(options.files, options.dataDir);
     this.blockMetadataType = options.blockMetadataType ?? FIXED_LENGTH;
     if (
       this.blockMetadataType !== FIXED_LENGTH &&
@@ -209,14 +194,19 @@ export class FileSnapshotStore implements Backend {
       }
     >,
   ): AsyncGenerator<Uint8Array> {
-    const fromBlock = firstBlock(startingOffset);
-    checkMaxResults(maxResults);
+    // The block holding startingOffset: the first tuple then ends after it,
+    // even for unaligned offsets.
+    const fromBlock = Math.floor(
+      requireStartingOffset(startingOffset) / BLOCK_SIZE,
+    );
+    maxResults = requireMaxResults(maxResults);
     const signal = AbortSignal.any([options.signal, this.#closed.signal]);
     const opened: ImageFile[] = [];
     const open = async (loc: ImageLocation) => {
       const what = `snapshot ${formatSnapshotId(loc)}`;
       try {
         const image = await ImageFile.open(
+          this.#files,
           loc.path,
           signal,
           (closed) => this.#open.delete(closed),
@@ -225,7 +215,7 @@ export class FileSnapshotStore implements Backend {
         if (!image.closed) this.#open.add(image);
         return image;
       } catch (err) {
-        throw asConnectError(err, what);
+        throw fileError(err, what);
       }
     };
     try {
@@ -250,7 +240,7 @@ export class FileSnapshotStore implements Backend {
       packer.finish();
       for (const message of packer.take()) yield message;
     } catch (err) {
-      throw asConnectError(err, "volume image");
+      throw fileError(err, "volume image");
     } finally {
       await Promise.all(opened.map((image) => image.close()));
     }

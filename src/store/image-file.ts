@@ -4,8 +4,8 @@
  * stops iterating, or as soon as the call's signal aborts (even while the
  * stream sits suspended waiting for its consumer).
  */
-import { type FileHandle, open } from "node:fs/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { ReadableFile, StoreFiles } from "./files.ts";
 
 export function canceled(): ConnectError {
   return new ConnectError(
@@ -23,9 +23,7 @@ export class ImageFile {
   };
 
   private constructor(
-    private readonly handle: FileHandle,
-    /** The image's size when opened: the volume's capacity for this stream. */
-    readonly size: number,
+    private readonly file: ReadableFile,
     private readonly signal: AbortSignal,
     private readonly onClose: (image: ImageFile) => void,
   ) {
@@ -34,20 +32,23 @@ export class ImageFile {
 
   /** `onClose` runs once the file is closed, whoever closed it. */
   static async open(
+    files: StoreFiles,
     path: string,
     signal: AbortSignal,
     onClose: (image: ImageFile) => void = () => {},
   ): Promise<ImageFile> {
     if (signal.aborted) throw canceled();
-    const handle = await open(path, "r");
-    try {
-      const { size } = await handle.stat();
-      if (signal.aborted) throw canceled();
-      return new ImageFile(handle, size, signal, onClose);
-    } catch (err) {
-      await handle.close().catch(() => {});
-      throw err;
+    const file = await files.openRead(path);
+    if (signal.aborted) {
+      await file.close().catch(() => {});
+      throw canceled();
     }
+    return new ImageFile(file, signal, onClose);
+  }
+
+  /** The image's size when opened: the volume's capacity for this stream. */
+  get size(): number {
+    return this.file.size;
   }
 
   get closed(): boolean {
@@ -68,7 +69,7 @@ export class ImageFile {
     try {
       let done = 0;
       while (done < length) {
-        const { bytesRead } = await this.handle.read(
+        const bytesRead = await this.file.read(
           buf,
           done,
           length - done,
@@ -94,7 +95,7 @@ export class ImageFile {
   /** Idempotent; every caller gets the same promise. */
   close(): Promise<void> {
     this.signal.removeEventListener("abort", this.#onAbort);
-    this.#closing ??= this.handle.close().finally(() => this.onClose(this));
+    this.#closing ??= this.file.close().finally(() => this.onClose(this));
     return this.#closing;
   }
 }

@@ -12,21 +12,20 @@
  * paths), and the real path of every file opened (symlinks resolved) must
  * still lie under the data dir's real path.
  */
-import { readdir, realpath, stat } from "node:fs/promises";
-import { join, sep } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isObjectName } from "../backend/validate.ts";
+import type { StoreFiles } from "./files.ts";
 
 export const IMAGE_SUFFIX = ".img";
 
 /**
  * Namespace, volume and snapshot names: lowercase DNS-1123 subdomains
- * (what Kubernetes allows for namespaces, PVs and VolumeSnapshots). They start
- * and end with a letter or digit, so `.` and `..` can never match.
+ * (what Kubernetes allows for namespaces, PVs and VolumeSnapshots; the
+ * gateway's own rule). They start and end with a letter or digit and hold
+ * no `/`, so `.`, `..` and paths can never match.
  */
-const NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-
 export function isValidName(name: string): boolean {
-  return NAME.test(name);
+  return isObjectName(name);
 }
 
 function invalid(message: string): ConnectError {
@@ -76,12 +75,6 @@ export function parseSnapshotId(field: string, id: string): SnapshotRef {
   return { volume: parts[0], name: parts[1] };
 }
 
-function isNoEntry(err: unknown): boolean {
-  return (err as { code?: string })?.code === "ENOENT" ||
-    (err as { code?: string })?.code === "ENOTDIR" ||
-    err instanceof Deno.errors.NotFound;
-}
-
 function isInvalid(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.InvalidArgument;
 }
@@ -98,15 +91,15 @@ export interface ImageLocation extends SnapshotRef {
 export class DataDir {
   #root: Promise<string> | undefined;
 
-  constructor(readonly dir: string) {}
+  constructor(readonly files: StoreFiles, readonly dir: string) {}
 
   /** The data dir's real path, resolved once. */
   root(): Promise<string> {
-    this.#root ??= realpath(this.dir).catch((err) => {
+    this.#root ??= this.files.realPath(this.dir).then((real) => {
+      if (real !== undefined) return real;
+      throw notFound(`data directory ${quote(this.dir)} does not exist`);
+    }).catch((err) => {
       this.#root = undefined; // the dir may be created later
-      if (isNoEntry(err)) {
-        throw notFound(`data directory ${quote(this.dir)} does not exist`);
-      }
       throw err;
     });
     return this.#root;
@@ -121,14 +114,9 @@ export class DataDir {
     ...parts: string[]
   ): Promise<string | undefined> {
     const root = await this.root();
-    let real: string;
-    try {
-      real = await realpath(join(root, ...parts));
-    } catch (err) {
-      if (isNoEntry(err)) return undefined;
-      throw err;
-    }
-    if (real !== root && !real.startsWith(root + sep)) {
+    const real = await this.files.realPath(this.files.join(root, ...parts));
+    if (real === undefined) return undefined;
+    if (real !== root && !real.startsWith(root + this.files.separator)) {
       throw invalid(`${what} resolves outside the data directory`);
     }
     return real;
@@ -137,7 +125,7 @@ export class DataDir {
   async #namespaceDir(namespace: string): Promise<string> {
     requireName("namespace", namespace);
     const dir = await this.#resolve(`namespace ${quote(namespace)}`, namespace);
-    if (dir === undefined || !(await stat(dir)).isDirectory()) {
+    if (dir === undefined || !(await this.files.stat(dir)).isDirectory) {
       throw notFound(
         `namespace ${quote(namespace)} not found in the data directory`,
       );
@@ -148,7 +136,7 @@ export class DataDir {
   /** Volume directory names of a namespace (valid names only), sorted. */
   async #volumes(namespace: string): Promise<string[]> {
     const dir = await this.#namespaceDir(namespace);
-    const entries = await readdir(dir);
+    const entries = await this.files.readDir(dir) ?? [];
     return entries.filter(isValidName).sort();
   }
 
@@ -165,8 +153,8 @@ export class DataDir {
       ref.name + IMAGE_SUFFIX,
     );
     if (path === undefined) return undefined;
-    const info = await stat(path);
-    if (!info.isFile()) return undefined;
+    const info = await this.files.stat(path);
+    if (!info.isFile) return undefined;
     return { namespace, ...ref, path, size: info.size };
   }
 
@@ -224,7 +212,7 @@ export class DataDir {
   async list(namespace: string): Promise<ImageLocation[]> {
     const out: ImageLocation[] = [];
     for (const volume of await this.#volumes(namespace)) {
-      let entries: string[];
+      let entries: string[] | undefined;
       try {
         const dir = await this.#resolve(
           `volume ${quote(volume)}`,
@@ -232,12 +220,14 @@ export class DataDir {
           volume,
         );
         if (dir === undefined) continue;
-        entries = await readdir(dir);
+        // Undefined for a file rather than a volume directory, or one gone.
+        entries = await this.files.readDir(dir);
       } catch (err) {
-        // A file rather than a volume directory, gone, or leading outside.
-        if (isNoEntry(err) || isInvalid(err)) continue;
+        // Leading outside the data dir.
+        if (isInvalid(err)) continue;
         throw err;
       }
+      if (entries === undefined) continue;
       const names = entries
         .filter((e) => e.endsWith(IMAGE_SUFFIX))
         .map((e) => e.slice(0, -IMAGE_SUFFIX.length))
@@ -248,9 +238,7 @@ export class DataDir {
           const found = await this.#image(namespace, { volume, name });
           if (found) out.push(found);
         } catch (err) {
-          if (
-            !(err instanceof ConnectError && err.code === Code.InvalidArgument)
-          ) throw err;
+          if (!isInvalid(err)) throw err;
         }
       }
     }

@@ -3,16 +3,18 @@
  * bytes: the same bytes `JSON.stringify(toJson(schema, message))` of
  * @bufbuild/protobuf gives (lowerCamelCase keys in field order, int64 as
  * strings, enum names, zero values left out), without building a message,
- * bigints or strings per tuple. The Connect JSON pass-through uses it.
+ * bigints or strings per tuple. The frame relay uses it for Connect JSON.
  */
-import { scanMetadataMessage } from "./metadata-message.ts";
+import { writeUint } from "./ascii.ts";
+import {
+  BLOCK_METADATA_TYPE_NAMES,
+  scanMetadataMessage,
+} from "./metadata-message.ts";
 
 /** Longest `{"blockMetadataType":…,"volumeCapacityBytes":"…","blockMetadata":[`. */
 const HEADER_MAX = 128;
 /** Longest `,{"byteOffset":"<2^53>","sizeBytes":"<2^53>"}`. */
 const TUPLE_MAX = 72;
-
-const ENUM_NAMES = ["", "FIXED_LENGTH", "VARIABLE_LENGTH"];
 
 const ascii = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const BYTE_OFFSET = ascii('"byteOffset":"');
@@ -21,32 +23,6 @@ const SIZE_BYTES = ascii('"sizeBytes":"');
 function put(buf: Uint8Array, pos: number, bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i++) buf[pos++] = bytes[i];
   return pos;
-}
-
-/** Writes a non-negative integer below 2^31 in decimal. */
-function putSmall(buf: Uint8Array, pos: number, n: number): number {
-  let digits = 1;
-  for (let t = n; t >= 10; t = (t / 10) | 0) digits++;
-  let p = pos + digits;
-  do {
-    buf[--p] = 0x30 + (n % 10);
-    n = (n / 10) | 0;
-  } while (n > 0);
-  return pos + digits;
-}
-
-/** Writes a non-negative safe integer in decimal, without a string. */
-function putUint(buf: Uint8Array, pos: number, n: number): number {
-  if (n < 0x80000000) return putSmall(buf, pos, n);
-  // Split in two parts below 2^31: high digits, then the low 8, zero-padded.
-  const hi = Math.floor(n / 1e8), lo = n - hi * 1e8;
-  pos = putSmall(buf, pos, hi);
-  let p = pos + 8;
-  for (let t = lo, i = 0; i < 8; i++) {
-    buf[--p] = 0x30 + (t % 10);
-    t = (t / 10) | 0;
-  }
-  return pos + 8;
 }
 
 /**
@@ -90,7 +66,8 @@ export class MetadataJsonWriter {
     buf[h++] = 0x7b; // {
     const fields: string[] = [];
     if (m.blockMetadataType !== 0) {
-      const name = ENUM_NAMES[m.blockMetadataType];
+      // Unknown values are written as numbers, as proto3 JSON does.
+      const name = BLOCK_METADATA_TYPE_NAMES[m.blockMetadataType];
       fields.push(
         `"blockMetadataType":${
           name ? `"${name}"` : String(m.blockMetadataType)
@@ -144,13 +121,13 @@ export class MetadataJsonWriter {
     buf[p++] = 0x7b; // {
     if (offset !== 0) {
       p = put(buf, p, BYTE_OFFSET);
-      p = putUint(buf, p, offset);
+      p = writeUint(buf, p, offset);
       buf[p++] = 0x22; // "
     }
     if (size !== 0) {
       if (offset !== 0) buf[p++] = 0x2c;
       p = put(buf, p, SIZE_BYTES);
-      p = putUint(buf, p, size);
+      p = writeUint(buf, p, size);
       buf[p++] = 0x22;
     }
     buf[p++] = 0x7d; // }

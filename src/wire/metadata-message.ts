@@ -13,6 +13,17 @@
 export const FIXED_LENGTH = 1;
 export const VARIABLE_LENGTH = 2;
 
+/** Names of BlockMetadataType values, as proto3 JSON spells them. */
+export const BLOCK_METADATA_TYPE_NAMES: readonly string[] = [
+  "UNKNOWN",
+  "FIXED_LENGTH",
+  "VARIABLE_LENGTH",
+];
+
+export function blockMetadataTypeName(value: number): string {
+  return BLOCK_METADATA_TYPE_NAMES[value] ?? "UNKNOWN";
+}
+
 /** One decoded (or to-be-encoded) response message. */
 export interface MetadataMessage {
   /** 0 UNKNOWN, 1 FIXED_LENGTH, 2 VARIABLE_LENGTH. */
@@ -153,46 +164,6 @@ class Reader {
   }
 }
 
-/** Decodes one response message from protobuf bytes. */
-export function decodeMetadataMessage(bytes: Uint8Array): MetadataMessage {
-  const msg: MetadataMessage = {
-    blockMetadataType: 0,
-    volumeCapacityBytes: 0,
-    offsets: [],
-    sizes: [],
-  };
-  const r = new Reader(bytes);
-  while (r.pos < r.end) {
-    const tag = r.varint();
-    const field = Math.floor(tag / 8), wireType = tag & 7;
-    if (field === 1 && wireType === 0) {
-      msg.blockMetadataType = r.varint();
-    } else if (field === 2 && wireType === 0) {
-      msg.volumeCapacityBytes = r.varint();
-    } else if (field === 3 && wireType === 2) {
-      const len = r.varint();
-      const end = r.pos + len;
-      if (end > r.end) throw new WireFormatError("truncated BlockMetadata");
-      const inner = new Reader(bytes, end);
-      inner.pos = r.pos;
-      let off = 0, size = 0;
-      while (inner.pos < end) {
-        const t = inner.varint();
-        const f = Math.floor(t / 8), w = t & 7;
-        if (f === 1 && w === 0) off = inner.varint();
-        else if (f === 2 && w === 0) size = inner.varint();
-        else inner.skip(w);
-      }
-      msg.offsets.push(off);
-      msg.sizes.push(size);
-      r.pos = end;
-    } else {
-      r.skip(wireType);
-    }
-  }
-  return msg;
-}
-
 /** What a scan learns about one message without building tuple arrays. */
 export interface MessageSummary {
   blockMetadataType: number;
@@ -203,9 +174,9 @@ export interface MessageSummary {
 /**
  * Walks one response message and hands each tuple to `visit`, in wire order,
  * without allocating: the relay path checks invariants this way and forwards
- * the original bytes. Same parsing rules as decodeMetadataMessage. With
- * `start`/`end`, the message is `bytes[start, end)` (one message inside a
- * run of envelopes, scanned in place).
+ * the original bytes. The codec's one parser: decodeMetadataMessage collects
+ * what it visits. With `start`/`end`, the message is `bytes[start, end)`
+ * (one message inside a run of envelopes, scanned in place).
  */
 export function scanMetadataMessage(
   bytes: Uint8Array,
@@ -244,4 +215,20 @@ export function scanMetadataMessage(
     }
   }
   return summary;
+}
+
+/**
+ * Decodes one response message from protobuf bytes (as fast as a parser of
+ * its own: measured on 2048-tuple messages).
+ */
+export function decodeMetadataMessage(bytes: Uint8Array): MetadataMessage {
+  const offsets: number[] = [], sizes: number[] = [];
+  const { blockMetadataType, volumeCapacityBytes } = scanMetadataMessage(
+    bytes,
+    (offset, size) => {
+      offsets.push(offset);
+      sizes.push(size);
+    },
+  );
+  return { blockMetadataType, volumeCapacityBytes, offsets, sizes };
 }

@@ -2,7 +2,7 @@
  * Starts real gateways for tests: the embedded store on a temp data dir,
  * both ports on ephemeral loopback ports, optional TLS.
  */
-import { FileSnapshotStore } from "../../src/store/file-store.ts";
+import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 import { type RunningGateway, startGateway } from "../../src/server/start.ts";
 import type { Authenticator } from "../../src/auth/authenticator.ts";
 import {
@@ -19,13 +19,13 @@ export interface TestGatewayOptions {
 }
 
 export interface TestGateway extends RunningGateway {
-  store: FileSnapshotStore;
+  store: NodeFileSnapshotStore;
 }
 
 export async function startTestGateway(
   options: TestGatewayOptions,
 ): Promise<TestGateway> {
-  const store = new FileSnapshotStore({
+  const store = new NodeFileSnapshotStore({
     dataDir: options.dataDir,
     blockMetadataType: options.blockMetadataType === "VARIABLE_LENGTH"
       ? VARIABLE_LENGTH

@@ -23,6 +23,7 @@ import type {
   UniversalClientRequest,
   UniversalClientResponse,
 } from "@connectrpc/connect/protocol";
+import { webHeaders } from "../../src/adapter/node-http2/headers.ts";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 
 /** Response bytes buffered per call before the stream is paused (HTTP/2 flow control then stops the server). */
@@ -285,14 +286,5 @@ function streamFailure(
 function nodeHeaders(header: Headers): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
   header.forEach((value, key) => (out[key] = value));
-  return out;
-}
-
-function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const [key, value] of Object.entries(headers)) {
-    if (key.startsWith(":") || value === undefined) continue;
-    for (const v of Array.isArray(value) ? value : [value]) out.append(key, v);
-  }
   return out;
 }

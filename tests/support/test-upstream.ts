@@ -17,7 +17,7 @@ import type {
   AuthRequest,
 } from "../../src/auth/authenticator.ts";
 import { type RunningGateway, startGateway } from "../../src/server/start.ts";
-import { FileSnapshotStore } from "../../src/store/file-store.ts";
+import { NodeFileSnapshotStore } from "../../src/adapter/node-fs/file-store.ts";
 import type { Caller } from "../../src/backend/backend.ts";
 import { issueServerCert, makeCertificateAuthority } from "./certs.ts";
 import type { FakeKube } from "./fake-kube/server.ts";
@@ -195,7 +195,7 @@ export async function startTestUpstream(
     });
     let own = kube.serviceAccountToken(sa.namespace, sa.name);
     const calls: UpstreamCall[] = [];
-    const store = new FileSnapshotStore({ dataDir: options.dataDir });
+    const store = new NodeFileSnapshotStore({ dataDir: options.dataDir });
     running = await startGateway({
       host: "127.0.0.1",
       port: 0,

@@ -1,5 +1,5 @@
 /**
- * Pass-through for native gRPC on the node:http2 port: the upstream's message
+ * The frame relay for native gRPC on the node:http2 port: the upstream's message
  * bytes in fresh envelopes, status in HTTP trailers (Trailers-Only when the
  * call fails before its first message). Writes wait for 'drain', so a slow
  * client slows the upstream. Returns false for requests it doesn't own,
@@ -13,30 +13,21 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { concatBytes } from "../../wire/bytes.ts";
+import { webHeaders } from "./headers.ts";
+import { binaryProtocolOf } from "../../front/frame-relay/content-type.ts";
+import { grpcStatusHeaders } from "../../front/frame-relay/end-frame.ts";
 import {
-  binaryProtocolOf,
-  grpcStatusHeaders,
-} from "../../front/frame-relay/framing.ts";
-import {
-  PASSTHROUGH_METHODS,
+  RELAYED_METHODS,
   type StartStream,
 } from "../../front/frame-relay/methods.ts";
 import {
+  type FrameRelayOptions,
   openCall,
-  type PassthroughOptions,
 } from "../../front/frame-relay/call.ts";
 
 type Request = http2.Http2ServerRequest;
 type Response = http2.Http2ServerResponse;
-
-function headersOf(req: Request): Headers {
-  const out = new Headers();
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (k.startsWith(":") || v === undefined) continue;
-    for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
-  }
-  return out;
-}
 
 function readBody(req: Request, max: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
@@ -56,22 +47,14 @@ function readBody(req: Request, max: number): Promise<Uint8Array> {
       }
       chunks.push(c);
     });
-    req.on("end", () => {
-      const out = new Uint8Array(total);
-      let pos = 0;
-      for (const c of chunks) {
-        out.set(c, pos);
-        pos += c.length;
-      }
-      resolve(out);
-    });
+    req.on("end", () => resolve(concatBytes(chunks)));
     req.on("error", reject);
   });
 }
 
-export function createNodePassthrough(
+export function createNodeFrameRelay(
   gateway: Gateway,
-  options: PassthroughOptions,
+  options: FrameRelayOptions,
   /**
    * Aborting it ends running calls (server shutdown) with its reason when
    * that is a ConnectError, else with Unavailable.
@@ -79,7 +62,7 @@ export function createNodePassthrough(
   shutdownSignal?: AbortSignal,
 ): (req: Request, res: Response) => boolean {
   return (req, res) => {
-    const start = PASSTHROUGH_METHODS.get(req.url.split("?")[0]);
+    const start = RELAYED_METHODS.get(req.url.split("?")[0]);
     if (
       !start || req.method !== "POST" ||
       binaryProtocolOf(req.headers["content-type"] ?? null) !== "grpc"
@@ -137,7 +120,7 @@ export function createNodePassthrough(
         gateway,
         start,
         "grpc",
-        headersOf(req),
+        webHeaders(req.headers),
         () => readBody(req, options.readMaxBytes),
         ended,
         options,

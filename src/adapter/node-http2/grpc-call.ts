@@ -17,9 +17,9 @@ import {
 import {
   EnvelopeError,
   EnvelopeQueue,
-  forEachEnvelope,
   messagesOfRuns,
 } from "../../wire/envelopes.ts";
+import { webHeaders } from "./headers.ts";
 
 /** Messages larger than this are refused (a 2048-tuple message is ~25 KB). */
 const READ_MAX_BYTES = 16 * 1024 * 1024;
@@ -30,50 +30,6 @@ export interface RawCallOptions {
   signal: AbortSignal;
   /** Extra request headers (authorization). */
   headers?: Record<string, string>;
-}
-
-function toHeaders(h: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const [k, v] of Object.entries(h)) {
-    if (k.startsWith(":") || v === undefined) continue;
-    for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
-  }
-  return out;
-}
-
-/** One enveloped message: gRPC, gRPC-Web and Connect streams share the shape. */
-export interface Envelope {
-  flags: number;
-  data: Uint8Array;
-}
-
-/**
- * Splits a byte stream into enveloped messages (1 byte flags, 4 bytes
- * big-endian length, payload). Pushes complete ones; keeps the rest. Any
- * flags are passed on (clients read end-of-stream frames with it).
- */
-export class EnvelopeSplitter {
-  #queue: EnvelopeQueue;
-
-  constructor(readonly readMaxBytes = READ_MAX_BYTES) {
-    this.#queue = new EnvelopeQueue(readMaxBytes, true);
-  }
-
-  push(chunk: Uint8Array, out: Envelope[]): void {
-    try {
-      this.#queue.push(chunk);
-    } catch (e) {
-      throw asEnvelopeError(e);
-    }
-    const run = this.#queue.take();
-    forEachEnvelope(run, (flags, start, end) => {
-      out.push({ flags, data: run.subarray(start, end) });
-    });
-  }
-
-  get buffered(): number {
-    return this.#queue.size;
-  }
 }
 
 /**
@@ -111,7 +67,7 @@ export async function* rawGrpcRuns(
 
   stream.on("response", (h) => {
     httpStatus = Number(h[":status"]);
-    responseHeaders = toHeaders(h);
+    responseHeaders = webHeaders(h);
   });
   stream.on("data", (chunk: Uint8Array) => {
     if (failure !== undefined) return;
@@ -129,7 +85,7 @@ export async function* rawGrpcRuns(
     if (queue.complete > 0 || failure !== undefined) notify();
   });
   stream.on("trailers", (t) => {
-    trailers = toHeaders(t);
+    trailers = webHeaders(t);
   });
   stream.on("end", () => {
     ended = true;
@@ -169,7 +125,7 @@ export async function* rawGrpcRuns(
         yield run;
         continue;
       }
-      if (failure !== undefined) throw asConnectError(failure, options.signal);
+      if (failure !== undefined) throw callError(failure, options.signal);
       if (ended) break;
       await new Promise<void>((resolve) => (wake = resolve));
     }
@@ -246,7 +202,7 @@ export function rawGrpcCall(
   return messagesOfRuns(rawGrpcRuns(session, path, request, options));
 }
 
-function asEnvelopeError(e: unknown): unknown {
+export function asEnvelopeError(e: unknown): unknown {
   if (!(e instanceof EnvelopeError)) return e;
   return new ConnectError(
     `upstream sent a ${e.message}`,
@@ -254,7 +210,8 @@ function asEnvelopeError(e: unknown): unknown {
   );
 }
 
-function asConnectError(e: unknown, signal: AbortSignal): ConnectError {
+/** Why a call failed, as a ConnectError (a cancelled call says so). */
+function callError(e: unknown, signal: AbortSignal): ConnectError {
   if (e instanceof ConnectError) return e;
   if (signal.aborted) {
     return new ConnectError("call cancelled by the client", Code.Canceled);

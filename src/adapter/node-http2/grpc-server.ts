@@ -25,7 +25,7 @@ import {
   DEFAULT_READ_MAX_BYTES,
   registerServices,
 } from "../../front/connect-services.ts";
-import { createNodePassthrough } from "./frame-relay.ts";
+import { createNodeFrameRelay } from "./frame-relay.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { shieldGoaway } from "./goaway-shield.ts";
 
@@ -77,7 +77,7 @@ export async function startGrpcServer(
     shutdownSignal: stopping.signal,
   });
   // Binary server streams skip connect-es's decode/re-encode of every message.
-  const passthrough = createNodePassthrough(gateway, {
+  const frameRelay = createNodeFrameRelay(gateway, {
     compression: [compressionGzip],
     readMaxBytes: DEFAULT_READ_MAX_BYTES,
   }, stopping.signal);
@@ -101,7 +101,7 @@ export async function startGrpcServer(
         changed.notify();
       });
     }
-    if (!passthrough(req, res)) adapter(req, res);
+    if (!frameRelay(req, res)) adapter(req, res);
   };
   // Always the cleartext server: TLS, if any, ends in `listener`.
   const server = http2.createServer(handler);

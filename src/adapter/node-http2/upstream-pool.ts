@@ -1,17 +1,22 @@
 /**
- * Connections to the drivers' sidecars: native gRPC over TLS trusting only
- * the SnapshotMetadataService's caCert, server name = host of its address,
- * ALPN h2. One HTTP/2 connection per address, shared by every stream to it,
- * kept alive with pings and closed when idle. When a certificate rotates
- * (same address, new CA) the old connection is closed gracefully: its
- * streams finish, new streams use a connection that trusts the new CA.
+ * The upstream channel on node:http2, shared by the Kubernetes backend (the
+ * drivers' sidecars) and the static relay: one HTTP/2 connection per
+ * upstream URL, shared by every stream to it, kept alive with pings and
+ * closed when idle. TLS trusts only the target's CA when it names one
+ * (ALPN h2). When a certificate rotates (same URL, new CA) the old
+ * connection is closed gracefully: its streams finish, new streams use a
+ * connection that trusts the new CA.
  */
-import * as http2 from "node:http2";
+import type * as http2 from "node:http2";
 import { isIP } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { rawGrpcCall, retryIfRefused } from "./grpc-call.ts";
+import type {
+  UpstreamCallOptions,
+  UpstreamChannel,
+  UpstreamTarget,
+} from "../../backend/upstream.ts";
+import { rawGrpcRuns, retryIfRefused } from "./grpc-call.ts";
 import { connectShielded } from "./goaway-shield.ts";
-import type { DriverService } from "../../kubernetes/discovery.ts";
 
 export interface UpstreamPoolOptions {
   /** Ping an open connection this often (default 30 s). */
@@ -21,26 +26,12 @@ export interface UpstreamPoolOptions {
 }
 
 interface Entry {
-  caPem: string;
+  caPem: string | undefined;
   session: http2.ClientHttp2Session;
   pinger: ReturnType<typeof setInterval>;
 }
 
-/** `host:port` → the host part, without IPv6 brackets. */
-export function hostOf(address: string): string {
-  const m = /^\[([^\]]+)\]:\d+$/.exec(address) ?? /^([^:]+):\d+$/.exec(address);
-  if (!m) {
-    throw new ConnectError(
-      `SnapshotMetadataService address ${
-        JSON.stringify(address)
-      } is not host:port`,
-      Code.Unavailable,
-    );
-  }
-  return m[1];
-}
-
-export class UpstreamPool {
+export class UpstreamPool implements UpstreamChannel {
   readonly #entries = new Map<string, Entry>();
   readonly #pingIntervalMs: number;
   readonly #idleTimeoutMs: number;
@@ -53,15 +44,16 @@ export class UpstreamPool {
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5 * 60_000;
   }
 
-  /** Starts one server-streaming call; yields raw response messages. */
-  call(
-    service: DriverService,
+  runs(
+    target: UpstreamTarget,
     path: string,
     request: Uint8Array,
-    signal: AbortSignal,
+    options: UpstreamCallOptions,
   ): AsyncGenerator<Uint8Array> {
+    // Picks the connection anew on the retry: a session that just got a
+    // GOAWAY is not used twice.
     return retryIfRefused(() =>
-      rawGrpcCall(this.#session(service), path, request, { signal })
+      rawGrpcRuns(this.#session(target), path, request, options)
     );
   }
 
@@ -72,12 +64,13 @@ export class UpstreamPool {
     await Promise.all(entries.map((e) => this.#retire(e)));
   }
 
-  #session(service: DriverService): http2.ClientHttp2Session {
+  #session(target: UpstreamTarget): http2.ClientHttp2Session {
     if (this.#closed) {
       throw new ConnectError("upstream pool is closed", Code.Unavailable);
     }
-    const { address, caPem } = service;
-    const current = this.#entries.get(address);
+    const { caPem, serverName } = target;
+    const key = new URL(target.url).origin;
+    const current = this.#entries.get(key);
     if (
       current && current.caPem === caPem && !current.session.closed &&
       !current.session.destroyed
@@ -85,16 +78,16 @@ export class UpstreamPool {
       return current.session;
     }
     if (current) {
-      this.#entries.delete(address);
+      this.#entries.delete(key);
       void this.#retire(current);
     }
-    const host = hostOf(address);
-    // Shielded: a GOAWAY from the sidecar would crash Deno (goaway-shield.ts).
-    const session = connectShielded(`https://${address}`, {
+    // Shielded: a GOAWAY from the upstream would crash Deno (goaway-shield.ts).
+    const session = connectShielded(target.url, {
       ca: caPem,
       // SNI carries names only; for an IP the certificate's IP SAN is checked.
-      servername: isIP(host) ? undefined : host,
-      ALPNProtocols: ["h2"],
+      ...(serverName === undefined ? {} : {
+        servername: isIP(serverName) ? undefined : serverName,
+      }),
     });
     this.connectionsOpened++;
     const entry: Entry = {
@@ -109,14 +102,14 @@ export class UpstreamPool {
     };
     const drop = () => {
       clearInterval(entry.pinger);
-      if (this.#entries.get(address) === entry) this.#entries.delete(address);
+      if (this.#entries.get(key) === entry) this.#entries.delete(key);
     };
     // Failures reach the streams on the session; the entry just goes away.
     session.on("error", drop);
     session.on("close", drop);
     session.on("goaway", drop);
     session.setTimeout(this.#idleTimeoutMs, () => session.close());
-    this.#entries.set(address, entry);
+    this.#entries.set(key, entry);
     return session;
   }
 

@@ -1,5 +1,5 @@
 /**
- * One pass-through call, independent of the HTTP adapter: negotiate
+ * One frame-relay call, independent of the HTTP adapter: negotiate
  * compression and deadline, decode the request, start the gateway's checked
  * stream, and hand out response frames — a run of whole messages per pull
  * (pull-based, so the client's pace is the upstream's pace).
@@ -7,18 +7,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { negotiateCompression } from "./compression.ts";
 import {
   type BinaryProtocol,
   CONNECT_JSON_CONTENT_TYPE,
-  negotiate,
-  requestMessage,
   RESPONSE_CONTENT_TYPE,
-  timeoutOf,
-} from "./framing.ts";
+} from "./content-type.ts";
+import { requestMessage } from "./request-message.ts";
+import { timeoutOf } from "./timeout.ts";
 import type { StartStream } from "./methods.ts";
 import { type Codec, runEncoder } from "./run-encoder.ts";
 
-export interface PassthroughOptions {
+export interface FrameRelayOptions {
   compression: Compression[];
   readMaxBytes: number;
 }
@@ -43,7 +43,7 @@ export async function openCall(
   requestHeaders: Headers,
   readBody: () => Promise<Uint8Array>,
   clientSignal: AbortSignal,
-  options: PassthroughOptions,
+  options: FrameRelayOptions,
   /** "json": Connect JSON (the request is proto3 JSON; `start` decodes it). */
   codec: Codec = "proto",
 ): Promise<OpenCall> {
@@ -67,7 +67,7 @@ export async function openCall(
         timeoutMs,
       );
     }
-    const compression = negotiate(
+    const compression = negotiateCompression(
       protocol,
       requestHeaders,
       options.compression,

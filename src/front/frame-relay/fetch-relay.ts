@@ -1,5 +1,5 @@
 /**
- * Pass-through for the fetch front: Connect and gRPC-Web binary server
+ * The frame relay on the fetch front: Connect and gRPC-Web binary server
  * streams answered with the upstream's envelopes as they are, and Connect
  * JSON streams with proto3 JSON written straight from them. Returns
  * undefined for anything else (unary, other methods), which the connect-es
@@ -7,46 +7,60 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { concatBytes } from "../../wire/bytes.ts";
 import {
   binaryProtocolOf,
   CONNECT_JSON_CONTENT_TYPE,
-  endFrame,
   isConnectJson,
   RESPONSE_CONTENT_TYPE,
-} from "./framing.ts";
+} from "./content-type.ts";
+import { endFrame } from "./end-frame.ts";
 import {
-  PASSTHROUGH_JSON_METHODS,
-  PASSTHROUGH_METHODS,
+  RELAYED_JSON_METHODS,
+  RELAYED_METHODS,
   type StartStream,
 } from "./methods.ts";
-import { openCall, type PassthroughOptions } from "./call.ts";
+import { type FrameRelayOptions, openCall } from "./call.ts";
 import type { Codec } from "./run-encoder.ts";
 
+/**
+ * The request body, read only up to the limit: a larger one is refused as
+ * soon as it passes it, without reading the rest.
+ */
 async function readBody(request: Request, max: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  // The envelope header is 5 bytes on top of the message limit.
-  if (bytes.length > max + 5) {
-    throw new ConnectError(
-      `request of ${bytes.length} bytes exceeds ${max}`,
-      Code.ResourceExhausted,
-    );
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return concatBytes(chunks);
+    total += value.length;
+    // The envelope header is 5 bytes on top of the message limit.
+    if (total > max + 5) {
+      reader.cancel().catch(() => {});
+      throw new ConnectError(
+        `request exceeds ${max} bytes`,
+        Code.ResourceExhausted,
+      );
+    }
+    chunks.push(value);
   }
-  return bytes;
 }
 
-export function createFetchPassthrough(
+export function createFetchFrameRelay(
   gateway: Gateway,
-  options: PassthroughOptions,
+  options: FrameRelayOptions,
 ): (request: Request) => Promise<Response> | undefined {
   return (request) => {
     if (request.method !== "POST") return undefined;
     const path = new URL(request.url).pathname;
     const contentType = request.headers.get("content-type");
     if (isConnectJson(contentType)) {
-      const start = PASSTHROUGH_JSON_METHODS.get(path);
+      const start = RELAYED_JSON_METHODS.get(path);
       return start && respond("connect", start, "json");
     }
-    const start = PASSTHROUGH_METHODS.get(path);
+    const start = RELAYED_METHODS.get(path);
     const protocol = binaryProtocolOf(contentType);
     if (!start || (protocol !== "connect" && protocol !== "grpc-web")) {
       return undefined;

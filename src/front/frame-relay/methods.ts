@@ -82,10 +82,11 @@ function decoder(
 }
 
 /** Request path → how to start its stream from a binary request. */
-export const PASSTHROUGH_METHODS: ReadonlyMap<string, StartStream> = new Map(
+export const RELAYED_METHODS: ReadonlyMap<string, StartStream> = new Map(
   [...METHODS].map(([path, m]) => [path, decoder("proto", m)]),
 );
 
 /** Request path → how to start its stream from a proto3 JSON request. */
-export const PASSTHROUGH_JSON_METHODS: ReadonlyMap<string, StartStream> =
-  new Map([...METHODS].map(([path, m]) => [path, decoder("json", m)]));
+export const RELAYED_JSON_METHODS: ReadonlyMap<string, StartStream> = new Map(
+  [...METHODS].map(([path, m]) => [path, decoder("json", m)]),
+);

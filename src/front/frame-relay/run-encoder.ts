@@ -1,13 +1,14 @@
 /**
  * Turns a checked run of the upstream's envelopes into response bytes for one
- * pass-through call: as is for binary without compression (the common case:
+ * frame-relay call: as is for binary without compression (the common case:
  * no copy at all), else message by message — proto3 JSON written from the
  * wire bytes for Connect JSON, compressed when negotiated and worth it.
  */
 import type { Compression } from "@connectrpc/connect/protocol";
+import { concatBytes } from "../../wire/bytes.ts";
 import { forEachEnvelope } from "../../wire/envelopes.ts";
 import { MetadataJsonWriter } from "../../wire/metadata-json.ts";
-import { messageFrame } from "./framing.ts";
+import { messageFrame } from "./compression.ts";
 
 export type Codec = "proto" | "json";
 
@@ -39,18 +40,6 @@ export function runEncoder(
     const frames = await Promise.all(
       payloads.map((p) => messageFrame(p, compression)),
     );
-    return frames.length === 1 ? frames[0] : concat(frames);
+    return frames.length === 1 ? frames[0] : concatBytes(frames);
   };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }

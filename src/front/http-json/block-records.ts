@@ -9,22 +9,20 @@
  * one end record — or an error record if the stream failed. No end record means
  * the stream is incomplete.
  */
-import type { MetadataMessage } from "../../wire/metadata-message.ts";
+import {
+  writeAscii,
+  writeFixed,
+  writeSmall,
+  writeUint,
+} from "../../wire/ascii.ts";
+import {
+  blockMetadataTypeName,
+  type MetadataMessage,
+} from "../../wire/metadata-message.ts";
 import type { StreamProgress } from "../../gateway/checked-stream.ts";
 
 /** Which listing a stream carries. */
 export type Operation = "allocated" | "delta";
-
-/** Names of snapshotmetadata.BlockMetadataType values, as proto3 JSON spells them. */
-const BLOCK_METADATA_TYPE_NAMES = [
-  "UNKNOWN",
-  "FIXED_LENGTH",
-  "VARIABLE_LENGTH",
-];
-
-export function blockMetadataTypeName(value: number): string {
-  return BLOCK_METADATA_TYPE_NAMES[value] ?? "UNKNOWN";
-}
 
 export interface HeaderFields {
   operation: Operation;
@@ -59,79 +57,8 @@ export function headerRecord(h: HeaderFields): string {
     `,"startingOffset":${h.startingOffset}}`;
 }
 
-const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 /** Longest tuple: `{"offset":` and `,"length":` (10 bytes each), 16 digits each (< 2^53), `}` and `,`. */
 const MAX_TUPLE_BYTES = 10 + 10 + 2 * 16 + 2;
-
-/** "00".."99" as two ASCII bytes each: digits go out two at a time. */
-const DIGIT_PAIRS = ascii(
-  Array.from({ length: 100 }, (_, i) => String(i).padStart(2, "0")).join(""),
-);
-
-function writeAscii(buf: Uint8Array, pos: number, text: string): number {
-  for (let i = 0; i < text.length; i++) buf[pos++] = text.charCodeAt(i);
-  return pos;
-}
-
-/** Exactly `count` (even) digits of 0 <= v < 10^count <= 1e8, leading zeros kept. */
-function writeFixed(
-  buf: Uint8Array,
-  pos: number,
-  v: number,
-  count: number,
-): void {
-  v = v | 0; // < 1e8 fits int32, so the divisions below are integer ones
-  for (let p = pos + count - 2; p >= pos; p -= 2) {
-    const q = (v / 100) | 0;
-    const r = (v - q * 100) << 1;
-    buf[p] = DIGIT_PAIRS[r];
-    buf[p + 1] = DIGIT_PAIRS[r + 1];
-    v = q;
-  }
-}
-
-const POWERS_OF_TEN = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7];
-
-/** Decimal digits of 0 <= v < 1e8. */
-function writeSmall(buf: Uint8Array, pos: number, v: number): number {
-  const d = v < 10
-    ? 1
-    : v < 100
-    ? 2
-    : v < 1e3
-    ? 3
-    : v < 1e4
-    ? 4
-    : v < 1e5
-    ? 5
-    : v < 1e6
-    ? 6
-    : v < 1e7
-    ? 7
-    : 8;
-  if (d & 1) {
-    // odd: the leading digit alone, then pairs
-    const scale = POWERS_OF_TEN[d - 1];
-    const lead = Math.floor(v / scale);
-    buf[pos] = 48 + lead;
-    writeFixed(buf, pos + 1, v - lead * scale, d - 1);
-  } else {
-    writeFixed(buf, pos, v, d);
-  }
-  return pos + d;
-}
-
-/**
- * Decimal digits of a safe integer: the part above 1e8, then 8 digits.
- * No string and no bigint is made per number.
- */
-function writeUint(buf: Uint8Array, pos: number, n: number): number {
-  if (n < 1e8) return writeSmall(buf, pos, n);
-  const hi = Math.floor(n / 1e8);
-  pos = writeSmall(buf, pos, hi); // hi < 2^53 / 1e8 < 1e8
-  writeFixed(buf, pos, n - hi * 1e8, 8);
-  return pos + 8;
-}
 
 /** Digits cached across tuples of one message (writing never awaits). */
 const HI_DIGITS = new Uint8Array(16);

@@ -11,7 +11,7 @@ import type {
 } from "../../gateway/checked-stream.ts";
 import { blocksRecordBytes, endRecord, errorRecord } from "./block-records.ts";
 import { asConnectError, errorFields } from "./errors.ts";
-import type { Framing } from "./framing.ts";
+import type { Framing } from "./record-framing.ts";
 
 /** A stream whose first step has already been taken (to report early errors as HTTP statuses). */
 export interface StartedStream {

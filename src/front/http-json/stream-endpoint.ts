@@ -14,8 +14,8 @@ import {
   type Operation,
 } from "./block-records.ts";
 import { errorResponse, invalidArgument } from "./errors.ts";
-import { ndjsonFraming, sseFraming } from "./framing.ts";
-import { CONTENT_TYPES, negotiate } from "./negotiate.ts";
+import { ndjsonFraming, sseFraming } from "./record-framing.ts";
+import { CONTENT_TYPES, negotiateFormat } from "./format.ts";
 import {
   lastEventOffset,
   paramsFromBody,
@@ -51,7 +51,7 @@ export async function handleStream(
   request: Request,
   route: { namespace: string; snapshot: string; operation: Operation },
 ): Promise<Response> {
-  const format = negotiate(request.headers.get("accept"));
+  const format = negotiateFormat(request.headers.get("accept"));
   if (!format) {
     return errorResponse(
       invalidArgument(

@@ -23,7 +23,7 @@ const MATCHES: [Format, string[]][] = [
  * nothing acceptable is offered (the caller answers 406). Ties go to the
  * order above, so `*\/*` means NDJSON.
  */
-export function negotiate(accept: string | null): Format | undefined {
+export function negotiateFormat(accept: string | null): Format | undefined {
   if (accept === null || accept.trim() === "") return "ndjson";
   let best: Format | undefined;
   let bestQ = 0;

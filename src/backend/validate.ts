@@ -1,7 +1,9 @@
 /**
- * Request validation shared by every front, done before any auth or upstream
- * call. The upstream sidecar checks less (it never answers a negative
- * max_results while its driver spins, spec §9); the gateway refuses early.
+ * The request fields' rules, in one place: the gateway applies them to every
+ * call before any auth or upstream call, and the embedded store to what it
+ * is asked directly. The upstream sidecar checks less (it never answers a
+ * negative max_results while its driver spins, spec §9); the gateway
+ * refuses early.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -13,6 +15,11 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** Object names (VolumeSnapshots) are DNS-1123 subdomains. */
 const DNS_SUBDOMAIN =
   /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Kubernetes object names: VolumeSnapshots, PVs, namespaces too. */
+export function isObjectName(value: string): boolean {
+  return DNS_SUBDOMAIN.test(value);
+}
 
 function invalid(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
