@@ -132,8 +132,8 @@ server.on("stream", (stream, headers) => {
     });
     return;
   }
-  const chunks: Uint8Array[] = [];
-  stream.on("data", (c: Uint8Array) => chunks.push(c));
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  stream.on("data", (c: Uint8Array<ArrayBuffer>) => chunks.push(c));
   stream.on("end", async () => {
     const body = new Uint8Array(await new Blob(chunks).arrayBuffer());
     await serve(stream, body).catch(() => stream.close());

@@ -4,7 +4,6 @@
  * exactly these calls (tests/kube_deploy_test.ts checks that), so adding a
  * method here means adding a rule there.
  */
-import { Agent } from "node:https";
 import { ConfigError } from "../config.ts";
 import {
   ApiException,
@@ -120,8 +119,10 @@ export function loadKubeConfig(kubeconfig?: string): KubeConfig {
  * each call (it re-reads a rotated in-cluster token); a changed TLS setting
  * (a rotated CA file) gets a new agent.
  */
+type RequestAgent = NonNullable<ReturnType<RequestContext["getAgent"]>>;
+
 class KeepAliveAuthentication implements SecurityAuthentication {
-  #agent?: { key: string; agent: Agent };
+  #agent?: { key: string; agent: RequestAgent };
 
   constructor(private readonly config: KubeConfig) {}
 
@@ -132,13 +133,20 @@ class KeepAliveAuthentication implements SecurityAuthentication {
   async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await this.config.applySecurityAuthentication(context);
     const fresh = context.getAgent();
-    // Proxy agents (not https.Agent) stay as client-node made them.
-    if (!(fresh instanceof Agent)) return;
-    const o = fresh.options;
+    // Only node's own (http|https).Agent is cloned (built from its own
+    // constructor, so this module imports no runtime); proxy agents stay as
+    // client-node made them.
+    if (fresh?.constructor.name !== "Agent") return;
+    // https.Agent keeps its constructor options (not in every typing).
+    const o = (fresh as unknown as { options: Record<string, unknown> })
+      .options;
     const key = [o.ca, o.cert, o.key, o.pfx, o.servername, o.rejectUnauthorized]
       .map(String).join("\0");
     if (this.#agent?.key !== key) {
       // The previous agent's idle sockets close on their own timeout.
+      const Agent = fresh.constructor as new (
+        options: Record<string, unknown>,
+      ) => RequestAgent;
       this.#agent = {
         key,
         agent: new Agent({ ...o, keepAlive: true, timeout: IDLE_SOCKET_MS }),
