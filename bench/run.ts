@@ -190,7 +190,7 @@ async function main() {
   const stamp = result.date.replace(/[:.]/g, "-");
   await Deno.writeTextFile(
     `${ROOT}/bench/results/${stamp}${QUICK ? "-quick" : ""}.json`,
-    JSON.stringify(result, null, 1) + "\n",
+    compactJson(result) + "\n",
   );
   await Deno.writeTextFile(`${ROOT}/bench/results/latest.md`, markdown);
   if (!QUICK) {
@@ -210,6 +210,14 @@ async function pacedRun() {
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** Indented JSON with arrays of numbers on one line (the committed file stays short). */
+function compactJson(value: unknown): string {
+  return JSON.stringify(value, null, 1).replace(
+    /\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g,
+    (_, inner: string) => `[${inner.replace(/\s+/g, "")}]`,
+  );
 }
 
 type BulkResult = {
