@@ -2,8 +2,9 @@
  * `deno run -A bench/cpuprofile.ts <file.cpuprofile> [top]`: where a V8 CPU
  * profile (`deno run --cpu-prof`) spent its busy time — self time by
  * function and by layer (our src/, connect-es, Deno's node:http2 and other
- * node-compat code, Deno's web streams and HTTP server, V8's GC, native code
- * V8 cannot attribute), as shares of the non-idle time.
+ * node-compat code, Deno's web streams and HTTP server, Deno's native
+ * bindings, V8's GC, native code V8 cannot attribute), as shares of the
+ * non-idle time.
  */
 
 interface CallFrame {
@@ -38,7 +39,8 @@ export function layerOf(f: CallFrame): string {
   if (u === "") {
     if (f.functionName === "(garbage collector)") return "V8 GC";
     if (f.functionName === "(program)") return "native (unattributed)";
-    return "V8 builtins";
+    // Deno's native bindings (ops) called from JS: no script URL.
+    return "native bindings (socket I/O, TLS, nghttp2)";
   }
   if (u.includes("/src/")) return "gateway src/";
   if (u.includes("@connectrpc")) return "connect-es";
