@@ -9,9 +9,13 @@
  *   2. TLS (`Deno.connectTls`): plus decryption;
  *   3. node:http2 over TLS, as the gateway's upstream leg reads (the
  *      paced sidecar stand-in, `rawGrpcRuns`): plus HTTP/2 and node-compat.
+ *
+ * And the floor under the fixed cost per stream: a node:http2 TLS server
+ * (as the gRPC front) answering one small response per new connection from
+ * h2load (nghttp2-client), CPU per connection of the serving process.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { connect } from "node:http2";
+import { connect, createSecureServer } from "node:http2";
 import { GetMetadataAllocatedRequestSchema } from "../gen/snapshotmetadata/snapshotmetadata_pb.ts";
 import { rawGrpcRuns } from "../src/adapter/node-http2/grpc-call.ts";
 import {
@@ -105,6 +109,32 @@ async function readHttp2(caPem: string, certPath: string, keyPath: string) {
   }
 }
 
+async function perConnection(cert: string, key: string): Promise<number> {
+  const CONNECTIONS = 100;
+  const body = new Uint8Array(200); // about a 10-tuple message
+  const server = createSecureServer({ cert, key, ALPNProtocols: ["h2"] });
+  server.on("stream", (stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    stream.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  const url = `https://127.0.0.1:${port}/`;
+  const h2load = (n: number) =>
+    new Deno.Command("h2load", {
+      args: ["-n", String(n), "-c", String(n), "-m", "1", url],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+  await h2load(10); // warm-up
+  const c0 = cpuSeconds(Deno.pid);
+  // Ten connections at a time, each with one stream.
+  for (let i = 0; i < CONNECTIONS / 10; i++) await h2load(10);
+  const perConnection = (cpuSeconds(Deno.pid) - c0) / CONNECTIONS;
+  await new Promise((r) => server.close(r));
+  return perConnection * 1000;
+}
+
 if (Deno.args[0] === "--writer") {
   const cert = Deno.env.get("FLOOR_CERT"), key = Deno.env.get("FLOOR_KEY");
   await writer(0, { cert: cert ?? "", key: key ?? "" });
@@ -123,6 +153,11 @@ if (Deno.args[0] === "--writer") {
       `node:http2 (TLS) read: ${
         fmt(await readHttp2(ca.certPem, c.certPath, c.keyPath))
       }`,
+    );
+    console.log(
+      `node:http2 (TLS) server, new connection + one small stream: ${
+        (await perConnection(c.certPem, c.keyPem)).toFixed(1)
+      } ms CPU per connection`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
