@@ -57,8 +57,12 @@ export type PacedProtocol = "grpc" | "connect" | "grpc-web" | "ndjson" | "sse";
 
 export interface PacedPath {
   name: string;
-  /** "baseline": the same gateway built from another commit (--baseline). */
-  middle: "none" | "nginx" | "gateway" | "baseline";
+  /**
+   * "baseline": the same gateway built from another commit (--baseline);
+   * "relay": a gateway with `--backend grpc` straight to the stand-in, no
+   * caller auth, no discovery (what Kubernetes mode adds, by difference).
+   */
+  middle: "none" | "nginx" | "gateway" | "baseline" | "relay";
   protocol: PacedProtocol;
   json: boolean;
 }
@@ -81,6 +85,12 @@ export const PACED_PATHS: PacedPath[] = [
   },
   { name: "gateway NDJSON", middle: "gateway", protocol: "ndjson", json: true },
   { name: "gateway SSE", middle: "gateway", protocol: "sse", json: true },
+  {
+    name: "static relay gRPC (no auth, no discovery)",
+    middle: "relay",
+    protocol: "grpc",
+    json: false,
+  },
 ];
 
 /** With --baseline <ref>: the binary paths once more, through the old gateway. */
@@ -274,6 +284,22 @@ export async function startPacedRig(
       ? await startGatewayProcess(gatewayArgs, [], options.baselineRoot)
       : undefined;
     if (baseline) stops.push(baseline.stop);
+    await Deno.writeTextFile(`${tmp}/sidecar-ca.pem`, sidecarCa.certPem);
+    const relay = await startGatewayProcess([
+      "--backend",
+      "grpc",
+      "--upstream-url",
+      `https://${upstream.address}`,
+      "--upstream-ca",
+      `${tmp}/sidecar-ca.pem`,
+      "--auth",
+      "none",
+      "--tls-cert",
+      frontCert.certPath,
+      "--tls-key",
+      frontCert.keyPath,
+    ]);
+    stops.push(relay.stop);
 
     await Deno.mkdir(`${tmp}/nginx`);
     const nginx = await startNginx(
@@ -299,6 +325,8 @@ export async function startPacedRig(
           ? gateway.pid
           : p.middle === "baseline"
           ? baseline?.pid
+          : p.middle === "relay"
+          ? relay.pid
           : p.middle === "nginx"
           ? nginx.pid
           : undefined,
@@ -310,6 +338,12 @@ export async function startPacedRig(
             sidecarQuery(q),
             { caPem: sidecarCa.certPem },
           );
+        }
+        if (p.middle === "relay") {
+          // The relay forwards the caller's security_token, as nginx does.
+          return grpcStreamFresh(relay.grpcUrl, sidecarQuery(q), {
+            caPem: frontCa.certPem,
+          });
         }
         if (p.middle === "nginx") {
           return grpcStreamFresh(nginx.url, sidecarQuery(q), {
