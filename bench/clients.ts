@@ -16,7 +16,8 @@ import {
   type Envelope,
   EnvelopeSplitter,
 } from "../tests/support/envelope-splitter.ts";
-import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
+import { rawGrpcRuns } from "../src/adapter/node-http2/grpc-call.ts";
+import { forEachEnvelope } from "../src/wire/envelopes.ts";
 
 export interface StreamQuery {
   namespace: string;
@@ -40,6 +41,9 @@ export interface Connection {
 
 export interface StreamResult {
   tuples: number;
+  /** Native gRPC only: messages, and the reads they arrived in (runs). */
+  messages?: number;
+  runs?: number;
   seconds: number;
   /** Seconds from sending the request to the first tuple. */
   firstBlockSeconds: number;
@@ -124,21 +128,27 @@ async function grpcStream(
   t0: number,
   headers?: Record<string, string>,
 ): Promise<StreamResult> {
-  let first = 0, tuples = 0;
+  let first = 0, tuples = 0, messages = 0, runs = 0;
   for await (
-    const m of rawGrpcCall(
+    const run of rawGrpcRuns(
       session,
       q.baseSnapshotId === undefined ? ALLOCATED : DELTA,
       requestBytes(q),
       { signal: new AbortController().signal, headers },
     )
   ) {
-    tuples += scanMetadataMessage(m, noop).tuples;
+    runs++;
+    forEachEnvelope(run, (_flags, start, end) => {
+      tuples += scanMetadataMessage(run, noop, start, end).tuples;
+      messages++;
+    });
     if (first === 0) first = performance.now();
   }
   const end = performance.now();
   return {
     tuples,
+    messages,
+    runs,
     seconds: (end - t0) / 1000,
     firstBlockSeconds: ((first || end) - t0) / 1000,
   };

@@ -132,6 +132,8 @@ interface PacedSample {
   tuplesPerSecond: number;
   firstMs: number;
   cpu: number;
+  /** Native gRPC: messages per read at the client (1 = each came alone). */
+  messagesPerRead?: number;
 }
 
 export interface LongRow {
@@ -386,6 +388,7 @@ async function measure(
     tuplesPerSecond: r.tuples / r.seconds,
     firstMs: r.firstBlockSeconds * 1000,
     cpu,
+    messagesPerRead: r.runs ? r.messages! / r.runs : undefined,
   };
 }
 
@@ -601,6 +604,19 @@ export function pacedReport(r: PacedResult): string {
       } |`,
     );
   }
+  const direct = r.long.filter((row) => row.path === "direct");
+  lines.push(
+    "",
+    "Pacing check: the direct client read " +
+      direct.map((row) =>
+        `${
+          fmt(
+            median(row.samples.map((s) => s.messagesPerRead ?? NaN)),
+          )
+        } messages per read at max_results ${row.maxResults || 256}`
+      ).join(", ") +
+      " (1 = every message arrived alone, as from the real sidecar).",
+  );
   lines.push(
     "",
     `Per stream (${SHORT_TUPLES} tuples, new TLS connection each):`,
@@ -633,6 +649,7 @@ export function compactPaced(r: PacedResult) {
     tuplesPerSecond: ss.map((s) => Math.round(s.tuplesPerSecond)),
     firstMs: ss.map((s) => round(s.firstMs)),
     cpu: ss.map((s) => round(s.cpu)),
+    messagesPerRead: ss.map((s) => round(s.messagesPerRead ?? null)),
   });
   return {
     ...r,
