@@ -18,6 +18,8 @@
  */
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import * as tls from "node:tls";
 import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -27,6 +29,7 @@ import {
   encodeMetadataMessage,
   FIXED_LENGTH,
 } from "../src/wire/metadata-message.ts";
+import { shieldGoaway } from "../src/adapter/node-http2/goaway-shield.ts";
 
 const BLOCK = 4096;
 const ALLOCATED = "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
@@ -119,10 +122,22 @@ async function serve(
   if (!stream.closed) stream.end();
 }
 
-const server = http2.createSecureServer({
+// Deno's node:http2 server aborts (nghttp2 assertion, denoland/deno#36788)
+// when a client's GOAWAY reaches a session that has finished streams, as
+// every client closing its connection after a stream sends: the same
+// GOAWAY shield as the gateway's gRPC front keeps it alive.
+const server = http2.createServer();
+const listener = tls.createServer({
   cert: await Deno.readTextFile(values.cert),
   key: await Deno.readTextFile(values.key),
   ALPNProtocols: ["h2"],
+});
+listener.on("secureConnection", (raw: Duplex) => {
+  raw.on("error", () => {});
+  server.emit(
+    "connection",
+    shieldGoaway(raw, { server: true, onGoaway: () => raw.end() }),
+  );
 });
 server.on("stream", (stream, headers) => {
   stream.on("error", () => {});
@@ -140,8 +155,8 @@ server.on("stream", (stream, headers) => {
   });
 });
 server.on("sessionError", () => {});
-await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
 console.log(
-  `paced upstream: 127.0.0.1:${(server.address() as AddressInfo).port}`,
+  `paced upstream: 127.0.0.1:${(listener.address() as AddressInfo).port}`,
 );
 Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
