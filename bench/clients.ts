@@ -17,7 +17,8 @@ import {
   type Envelope,
   EnvelopeSplitter,
 } from "../tests/support/envelope-splitter.ts";
-import { rawGrpcCall } from "../src/adapter/node-http2/grpc-call.ts";
+import { rawGrpcRuns } from "../src/adapter/node-http2/grpc-call.ts";
+import { forEachEnvelope } from "../src/wire/envelopes.ts";
 
 export interface StreamQuery {
   namespace: string;
@@ -25,10 +26,25 @@ export interface StreamQuery {
   maxResults: number;
   /** With a base, the stream is GetMetadataDelta (gRPC client only). */
   baseSnapshotId?: string;
+  /** The request's security_token (what a sidecar expects from its caller). */
+  securityToken?: string;
+}
+
+/**
+ * How a paced-bench client connects: a fresh connection per stream (the TLS
+ * handshake counts, as for a backup tool that opens one per volume), the CA
+ * to trust, and extra request headers (caller auth).
+ */
+export interface Connection {
+  caPem?: string;
+  headers?: Record<string, string>;
 }
 
 export interface StreamResult {
   tuples: number;
+  /** Native gRPC only: messages, and the reads they arrived in (runs). */
+  messages?: number;
+  runs?: number;
   seconds: number;
   /** Seconds from sending the request to the first tuple. */
   firstBlockSeconds: number;
@@ -51,12 +67,14 @@ function requestBytes(q: StreamQuery): Uint8Array {
       namespace: q.namespace,
       snapshotName: q.snapshot,
       maxResults: q.maxResults,
+      securityToken: q.securityToken,
     })
     : deltaRequest({
       namespace: q.namespace,
       baseSnapshotId: q.baseSnapshotId,
       targetSnapshotName: q.snapshot,
       maxResults: q.maxResults,
+      securityToken: q.securityToken,
     });
 }
 
@@ -64,34 +82,14 @@ function requestBytes(q: StreamQuery): Uint8Array {
 export class GrpcClient {
   #sessions = new Map<string, http2.ClientHttp2Session>();
 
-  async stream(baseUrl: string, q: StreamQuery): Promise<StreamResult> {
+  stream(baseUrl: string, q: StreamQuery): Promise<StreamResult> {
     let session = this.#sessions.get(baseUrl);
     if (!session || session.closed || session.destroyed) {
       session = http2.connect(baseUrl);
       session.on("error", () => {});
       this.#sessions.set(baseUrl, session);
     }
-    const t0 = performance.now();
-    let first = 0, tuples = 0;
-    for await (
-      const m of rawGrpcCall(
-        session,
-        q.baseSnapshotId === undefined ? ALLOCATED_PATH : DELTA_PATH,
-        requestBytes(q),
-        {
-          signal: new AbortController().signal,
-        },
-      )
-    ) {
-      tuples += scanMetadataMessage(m, noop).tuples;
-      if (first === 0) first = performance.now();
-    }
-    const end = performance.now();
-    return {
-      tuples,
-      seconds: (end - t0) / 1000,
-      firstBlockSeconds: ((first || end) - t0) / 1000,
-    };
+    return grpcStream(session, q, performance.now());
   }
 
   close(): void {
@@ -100,11 +98,92 @@ export class GrpcClient {
   }
 }
 
+/** Native gRPC on a new HTTP/2 connection (TLS for https://), closed after. */
+export async function grpcStreamFresh(
+  baseUrl: string,
+  q: StreamQuery,
+  c: Connection,
+): Promise<StreamResult> {
+  const t0 = performance.now();
+  const session = http2.connect(baseUrl, c.caPem ? { ca: c.caPem } : {});
+  session.on("error", () => {});
+  try {
+    return await grpcStream(session, q, t0, c.headers);
+  } finally {
+    session.close();
+  }
+}
+
+async function grpcStream(
+  session: http2.ClientHttp2Session,
+  q: StreamQuery,
+  t0: number,
+  headers?: Record<string, string>,
+): Promise<StreamResult> {
+  let first = 0, tuples = 0, messages = 0, runs = 0;
+  for await (
+    const run of rawGrpcRuns(
+      session,
+      q.baseSnapshotId === undefined ? ALLOCATED_PATH : DELTA_PATH,
+      requestBytes(q),
+      { signal: new AbortController().signal, headers },
+    )
+  ) {
+    runs++;
+    forEachEnvelope(run, (_flags, start, end) => {
+      tuples += scanMetadataMessage(run, noop, start, end).tuples;
+      messages++;
+    });
+    if (first === 0) first = performance.now();
+  }
+  const end = performance.now();
+  return {
+    tuples,
+    messages,
+    runs,
+    seconds: (end - t0) / 1000,
+    firstBlockSeconds: ((first || end) - t0) / 1000,
+  };
+}
+
+/**
+ * fetch on a new HTTP/1.1 connection trusting `caPem` (as connect-node's
+ * default Connect transport and browsers' gRPC-Web use HTTP/1.1), closed
+ * after the stream.
+ */
+async function withFreshClient<T>(
+  c: Connection | undefined,
+  run: (init: { client?: Deno.HttpClient }) => Promise<T>,
+): Promise<T> {
+  if (!c) return run({});
+  const client = Deno.createHttpClient({
+    caCerts: c.caPem ? [c.caPem] : [],
+    http1: true,
+    http2: false,
+  });
+  try {
+    return await run({ client });
+  } finally {
+    client.close();
+  }
+}
+
 /** Connect or gRPC-Web over fetch, binary or (Connect) JSON. */
-export async function fetchRpcStream(
+export function fetchRpcStream(
   httpUrl: string,
   protocol: "connect" | "grpc-web" | "connect-json" | "connect-json-lean",
   q: StreamQuery,
+  c?: Connection,
+): Promise<StreamResult> {
+  return withFreshClient(c, (init) => fetchRpc(httpUrl, protocol, q, c, init));
+}
+
+async function fetchRpc(
+  httpUrl: string,
+  protocol: "connect" | "grpc-web" | "connect-json" | "connect-json-lean",
+  q: StreamQuery,
+  c: Connection | undefined,
+  init: { client?: Deno.HttpClient },
 ): Promise<StreamResult> {
   // "connect-json-lean" counts tuples by their "sizeBytes" keys instead of
   // JSON.parse: V8's JSON.parse is slow on many distinct numeric strings
@@ -130,8 +209,9 @@ export async function fetchRpcStream(
   const t0 = performance.now();
   const res = await fetch(httpUrl + ALLOCATED_PATH, {
     method: "POST",
-    headers,
+    headers: { ...headers, ...c?.headers },
     body: requestFrame(body),
+    ...init,
   });
   if (res.status !== 200 || !res.body) {
     throw new Error(`${protocol}: HTTP ${res.status} ${await res.text()}`);
@@ -180,10 +260,21 @@ function countOf(text: string, key: string): number {
 }
 
 /** The HTTP/JSON surface: NDJSON lines or SSE `data:` lines, one JSON record each. */
-export async function httpJsonStream(
+export function httpJsonStream(
   httpUrl: string,
   format: "ndjson" | "sse",
   q: StreamQuery,
+  c?: Connection,
+): Promise<StreamResult> {
+  return withFreshClient(c, (init) => httpJson(httpUrl, format, q, c, init));
+}
+
+async function httpJson(
+  httpUrl: string,
+  format: "ndjson" | "sse",
+  q: StreamQuery,
+  c: Connection | undefined,
+  init: { client?: Deno.HttpClient },
 ): Promise<StreamResult> {
   const url =
     `${httpUrl}/v1/namespaces/${q.namespace}/snapshots/${q.snapshot}` +
@@ -192,7 +283,9 @@ export async function httpJsonStream(
   const res = await fetch(url, {
     headers: {
       accept: format === "sse" ? "text/event-stream" : "application/x-ndjson",
+      ...c?.headers,
     },
+    ...init,
   });
   if (res.status !== 200 || !res.body) {
     throw new Error(`${format}: HTTP ${res.status} ${await res.text()}`);

@@ -1,14 +1,20 @@
 /**
- * `deno task bench [--quick]`: the same stream over every path, in one run,
- * interleaved (A B C … A B C …), medians reported.
+ * `deno task bench [--quick] [--paced-only | --bulk-only] [--baseline <ref>]`:
+ * two benches in one run, each with every path interleaved (A B C … A B C …),
+ * medians reported. `--baseline` adds paced rows for the gateway as of a git
+ * ref (before/after of a change, measured side by side).
  *
+ * Paced (the headline, bench/paced.ts): a sidecar stand-in at driver speed,
+ * one message per write, TLS, the gateway in Kubernetes mode.
+ *
+ * Bulk (this file): the same stream as fast as the upstream can send it.
  *   upstream  = cbt-gateway serving the embedded store (its native gRPC port)
  *   gateway   = cbt-gateway with `--backend grpc` relaying to the upstream
  *   nginx     = Debian's nginx, `grpc_pass` to the upstream
  *
  * Each is its own process, so /proc gives each one's CPU time and peak RSS.
- * Writes bench/results/<time>.json, bench/results/latest.md and the table in
- * docs/benchmark.md.
+ * Writes bench/results/<time>.json, bench/results/latest.md and the tables in
+ * docs/benchmark.md and README.md.
  */
 import {
   fetchRpcStream,
@@ -18,13 +24,33 @@ import {
   type StreamQuery,
   type StreamResult,
 } from "./clients.ts";
-import { cpuSeconds, memory, resetPeak, startNginx } from "./processes.ts";
+import {
+  checkoutBaseline,
+  cpuSeconds,
+  memory,
+  resetPeak,
+  startNginx,
+} from "./processes.ts";
 import { writeFullyAllocated } from "./volumes.ts";
 import { startGatewayProcess } from "../tests/support/gateway-process.ts";
 import { startEdgeHost } from "../tests/support/edge-hosts.ts";
+import {
+  compactPaced,
+  FULL_PLAN,
+  pacedReport,
+  QUICK_PLAN,
+  runPaced,
+} from "./paced.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const QUICK = Deno.args.includes("--quick");
+const PACED = !Deno.args.includes("--bulk-only");
+const BULK = !Deno.args.includes("--paced-only");
+/** `--baseline <git ref>`: paced rows for the gateway as of that commit too. */
+const BASELINE = (() => {
+  const i = Deno.args.indexOf("--baseline");
+  return i < 0 ? undefined : Deno.args[i + 1];
+})();
 const NS = "bench";
 /** The reference sidecar's single-stream speed here (hostpath driver), tuples/s. */
 const SIDECAR_TUPLES_PER_SECOND = 250_000;
@@ -150,6 +176,79 @@ function log(line: string) {
 
 async function main() {
   const started = performance.now();
+  const paced = PACED ? await pacedRun() : undefined;
+  const bulk = BULK ? await runBulk() : undefined;
+  const result = {
+    date: new Date().toISOString(),
+    quick: QUICK,
+    machine: machine(),
+    deno: Deno.version.deno,
+    seconds: (performance.now() - started) / 1000,
+    paced: paced && compactPaced(paced),
+    bulk: bulk && compactBulk(bulk),
+  };
+  const header = `Run ${result.date}${
+    QUICK ? " (--quick)" : ""
+  } on ${result.machine}, Deno ${result.deno}; ${
+    Math.round(result.seconds)
+  } s.`;
+  const pacedMd = paced && `${header}\n\n${pacedReport(paced)}`;
+  const bulkMd = bulk && `${header}\n\n${report(bulk)}`;
+  const markdown = [pacedMd, bulkMd].filter(Boolean).join("\n");
+  await Deno.mkdir(`${ROOT}/bench/results`, { recursive: true });
+  const stamp = result.date.replace(/[:.]/g, "-");
+  await Deno.writeTextFile(
+    `${ROOT}/bench/results/${stamp}${QUICK ? "-quick" : ""}.json`,
+    compactJson(result) + "\n",
+  );
+  await Deno.writeTextFile(`${ROOT}/bench/results/latest.md`, markdown);
+  if (!QUICK) {
+    if (pacedMd) await updateDoc("bench:paced", pacedMd);
+    if (bulkMd) await updateDoc("bench", bulkMd);
+  }
+  console.log(markdown);
+}
+
+async function pacedRun() {
+  const plan = QUICK ? QUICK_PLAN : FULL_PLAN;
+  if (!BASELINE) return runPaced(plan, log);
+  const dir = await Deno.makeTempDir({ prefix: "cbt-bench-baseline-" });
+  try {
+    const root = await checkoutBaseline(BASELINE, dir);
+    return await runPaced(plan, log, { baseline: { ref: BASELINE, root } });
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Indented JSON with arrays of numbers on one line (the committed file stays short). */
+function compactJson(value: unknown): string {
+  return JSON.stringify(value, null, 1).replace(
+    /\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g,
+    (_, inner: string) => `[${inner.replace(/\s+/g, "")}]`,
+  );
+}
+
+type BulkResult = {
+  rows: Row[];
+  store: Awaited<ReturnType<typeof storeSpeed>>;
+  ratios: Record<string, number>[];
+};
+
+/** The bulk rows without per-sample arrays (the committed JSON stays small). */
+function compactBulk(b: BulkResult) {
+  return {
+    ...b,
+    rows: b.rows.map(({ samples, ...row }) => ({
+      ...row,
+      sampleTuplesPerSecond: samples.map((s) =>
+        Math.round(s.tuples / s.seconds)
+      ),
+    })),
+  };
+}
+
+async function runBulk(): Promise<BulkResult> {
   const tmp = await Deno.makeTempDir({ prefix: "cbt-bench-" });
   const stops: (() => Promise<void>)[] = [];
   const grpc = new GrpcClient();
@@ -303,27 +402,7 @@ async function main() {
       files[first.snapshot],
       copy,
     );
-    const ratios = targetRatios(rows);
-    const result = {
-      date: new Date().toISOString(),
-      quick: QUICK,
-      machine: machine(),
-      deno: Deno.version.deno,
-      rows,
-      store,
-      ratios,
-      seconds: (performance.now() - started) / 1000,
-    };
-    const markdown = report(result);
-    await Deno.mkdir(`${ROOT}/bench/results`, { recursive: true });
-    const stamp = result.date.replace(/[:.]/g, "-");
-    await Deno.writeTextFile(
-      `${ROOT}/bench/results/${stamp}${QUICK ? "-quick" : ""}.json`,
-      JSON.stringify(result, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${ROOT}/bench/results/latest.md`, markdown);
-    if (!QUICK) await updateDoc(markdown);
-    console.log(markdown);
+    return { rows, store, ratios: targetRatios(rows) };
   } finally {
     grpc.close();
     for (const stop of stops.reverse()) await stop().catch(() => {});
@@ -424,30 +503,15 @@ function machine(): string {
   return `${cpu}, ${navigator.hardwareConcurrency} cores, ${Deno.build.os}`;
 }
 
-type Result = {
-  date: string;
-  quick: boolean;
-  machine: string;
-  deno: string;
-  rows: Row[];
-  store: Awaited<ReturnType<typeof storeSpeed>>;
-  ratios: Record<string, number>[];
-  seconds: number;
-};
-
 const fmt = (n: number | null, digits = 2) =>
   n === null
     ? "–"
     : n.toLocaleString("en-US", { maximumFractionDigits: digits });
 
-function report(r: Result): string {
+function report(r: BulkResult): string {
   const lines = [
-    `Run ${r.date}${
-      r.quick ? " (--quick)" : ""
-    } on ${r.machine}, Deno ${r.deno}; ` +
-    `${
-      Math.round(r.seconds)
-    } s. Medians of interleaved runs; CPU and peak RSS are ` +
+    `Bulk upstream (as fast as it can send, h2c, \`--backend grpc\` relay). ` +
+    `Medians of interleaved runs; CPU and peak RSS are ` +
     `of the process in the middle (nginx or the gateway), CPU summed over all runs.`,
     "",
     "| volume | max_results | path | tuples/s | first block (ms) | middle CPU s / M tuples | middle peak RSS (MiB) | full-speed streams per core | … at sidecar speed (250k tuples/s) |",
@@ -494,12 +558,12 @@ function report(r: Result): string {
 }
 
 /**
- * Replaces the generated block (between the bench markers) of
+ * Replaces one generated block (between `<!-- marker:begin/end -->`) of
  * docs/benchmark.md and of the README's Performance section with the new
- * table, then formats both so `deno fmt --check` stays clean.
+ * tables, then formats both so `deno fmt --check` stays clean.
  */
-async function updateDoc(markdown: string) {
-  const begin = "<!-- bench:begin -->", end = "<!-- bench:end -->";
+async function updateDoc(marker: string, markdown: string) {
+  const begin = `<!-- ${marker}:begin -->`, end = `<!-- ${marker}:end -->`;
   const files = [`${ROOT}/docs/benchmark.md`, `${ROOT}/README.md`];
   for (const file of files) {
     const doc = await Deno.readTextFile(file);

@@ -10,8 +10,12 @@ import {
   AuthenticationV1Api,
   AuthorizationV1Api,
   CoreV1Api,
+  createConfiguration,
   CustomObjectsApi,
   KubeConfig,
+  type RequestContext,
+  type SecurityAuthentication,
+  ServerConfiguration,
   Watch,
 } from "@kubernetes/client-node";
 
@@ -106,6 +110,55 @@ export function loadKubeConfig(kubeconfig?: string): KubeConfig {
   return config;
 }
 
+/**
+ * The KubeConfig's authentication with one keep-alive agent. client-node
+ * 1.4 gives every request a new https.Agent, so every API call was a new
+ * TLS connection: a handshake and certificate parsing for each of the calls
+ * a stream makes (snapshot, content; reviews when not cached), most of the
+ * gateway's fixed CPU per stream. The KubeConfig still does everything else
+ * each call (it re-reads a rotated in-cluster token); a changed TLS setting
+ * (a rotated CA file) gets a new agent.
+ */
+type RequestAgent = NonNullable<ReturnType<RequestContext["getAgent"]>>;
+
+class KeepAliveAuthentication implements SecurityAuthentication {
+  #agent?: { key: string; agent: RequestAgent };
+
+  constructor(private readonly config: KubeConfig) {}
+
+  getName(): string {
+    return "kubeconfig with a keep-alive agent";
+  }
+
+  async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await this.config.applySecurityAuthentication(context);
+    const fresh = context.getAgent();
+    // Only node's own (http|https).Agent is cloned (built from its own
+    // constructor, so this module imports no runtime); proxy agents stay as
+    // client-node made them.
+    if (fresh?.constructor.name !== "Agent") return;
+    // https.Agent keeps its constructor options (not in every typing).
+    const o = (fresh as unknown as { options: Record<string, unknown> })
+      .options;
+    const key = [o.ca, o.cert, o.key, o.pfx, o.servername, o.rejectUnauthorized]
+      .map(String).join("\0");
+    if (this.#agent?.key !== key) {
+      // The previous agent's idle sockets close on their own timeout.
+      const Agent = fresh.constructor as new (
+        options: Record<string, unknown>,
+      ) => RequestAgent;
+      this.#agent = {
+        key,
+        agent: new Agent({ ...o, keepAlive: true, timeout: IDLE_SOCKET_MS }),
+      };
+    }
+    context.setAgent(this.#agent.agent);
+  }
+}
+
+/** Idle API connections close after this long. */
+const IDLE_SOCKET_MS = 30_000;
+
 export class KubeApi {
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
@@ -114,10 +167,16 @@ export class KubeApi {
   readonly #watch: Watch;
 
   constructor(readonly config: KubeConfig) {
-    this.#custom = config.makeApiClient(CustomObjectsApi);
-    this.#core = config.makeApiClient(CoreV1Api);
-    this.#authn = config.makeApiClient(AuthenticationV1Api);
-    this.#authz = config.makeApiClient(AuthorizationV1Api);
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error("the kubeconfig names no cluster");
+    const api = createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: new KeepAliveAuthentication(config) },
+    });
+    this.#custom = new CustomObjectsApi(api);
+    this.#core = new CoreV1Api(api);
+    this.#authn = new AuthenticationV1Api(api);
+    this.#authz = new AuthorizationV1Api(api);
     this.#watch = new Watch(config);
   }
 

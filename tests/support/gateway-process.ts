@@ -24,7 +24,11 @@ const START_TIMEOUT_MS = 30_000;
 /** Starts `src/main.ts` with `args` (plus ephemeral ports); resolves once it listens. */
 export async function startGatewayProcess(
   args: string[],
-  options: { denoFlags?: string[] } = {},
+  options: {
+    denoFlags?: string[];
+    /** The checkout to run (another one for a baseline); default this one. */
+    root?: string;
+  } = {},
 ): Promise<GatewayProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -33,7 +37,7 @@ export async function startGatewayProcess(
       "--unstable-no-legacy-abort",
       "--allow-all",
       ...options.denoFlags ?? [],
-      `${ROOT}/src/main.ts`,
+      `${options.root ?? ROOT}/src/main.ts`,
       "--host",
       "127.0.0.1",
       "--port",
