@@ -9,11 +9,8 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
-import {
-  DEFAULT_RESUME_POLICY,
-  ResumingBackend,
-  serviceChanged,
-} from "../src/relay/resume.ts";
+import { DEFAULT_RESUME_POLICY, ResumingBackend } from "../src/relay/resume.ts";
+import { serviceChanged } from "../src/backend/service-changed.ts";
 import type {
   AllocatedQuery,
   Backend,

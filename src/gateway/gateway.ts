@@ -31,13 +31,8 @@ import {
   requireSnapshotName,
 } from "../backend/validate.ts";
 
-/** What every call brings from its front: its headers and its lifetime. */
-export interface CallContext {
-  headers: Headers;
-  signal: AbortSignal;
-  /** When the caller's deadline passes (epoch ms), if it set one. */
-  deadline?: number;
-}
+import type { CallContext } from "./call-context.ts";
+export type { CallContext } from "./call-context.ts";
 
 /** What the gateway tells the world about its calls. */
 export interface GatewayObservers {

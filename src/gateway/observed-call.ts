@@ -9,7 +9,7 @@ import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { loggable, type LoggedCall, writeAccessLog } from "./access-log.ts";
 import { CheckedStream } from "./checked-stream.ts";
-import type { CallContext } from "./gateway.ts";
+import type { CallContext } from "./call-context.ts";
 import type { GatewayMetrics, RpcName } from "./metrics.ts";
 import {
   limitReason,

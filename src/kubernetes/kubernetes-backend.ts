@@ -31,7 +31,7 @@ import {
   type ResolvedSnapshot,
 } from "./discovery.ts";
 import { alignDown, dropTuplesBefore } from "./offset-alignment.ts";
-import { serviceChanged } from "../relay/resume.ts";
+import { serviceChanged } from "../backend/service-changed.ts";
 import type { TokenMinter } from "./token-minter.ts";
 
 export interface KubernetesBackendOptions {

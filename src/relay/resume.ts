@@ -47,6 +47,7 @@ import {
   hasEnvelopeRuns,
 } from "../wire/envelopes.ts";
 import { decodeMetadataMessage } from "../wire/metadata-message.ts";
+import { isServiceChanged } from "../backend/service-changed.ts";
 
 export interface ResumePolicy {
   /** Reopenings in a row that relay nothing before giving up. */
@@ -82,25 +83,13 @@ export function withResume(backend: Backend, config: ResumeConfig): Backend {
   });
 }
 
-const SERVICE_CHANGED = Symbol("service changed");
-
-/**
- * The error a backend ends a stream with when its upstream's address or CA
- * changed under it: retryable, counted as "service_changed".
- */
-export function serviceChanged(message: string): ConnectError {
-  const e = new ConnectError(message, Code.Unavailable);
-  Object.defineProperty(e, SERVICE_CHANGED, { value: true });
-  return e;
-}
-
 /** Why a failed stream is worth reopening; undefined: it is not. */
 export function resumeReason(
   e: unknown,
   signal: AbortSignal,
 ): ResumeReason | undefined {
   if (signal.aborted || !(e instanceof ConnectError)) return undefined;
-  if ((e as unknown as Record<symbol, unknown>)[SERVICE_CHANGED] === true) {
+  if (isServiceChanged(e)) {
     return "service_changed";
   }
   if (e.code === Code.DeadlineExceeded) return "upstream_deadline";
