@@ -1,12 +1,12 @@
 /**
- * Offset alignment (src/kubernetes/offset-alignment.ts): ask the
+ * Offset alignment (src/backend/offset-alignment.ts): ask the
  * sidecar from the block boundary, drop what ends at or before the offset.
  */
 import { deepStrictEqual, equal } from "node:assert/strict";
 import {
   alignDown,
   dropTuplesBefore,
-} from "../src/kubernetes/offset-alignment.ts";
+} from "../src/backend/offset-alignment.ts";
 import {
   decodeMetadataMessage,
   encodeMetadataMessage,

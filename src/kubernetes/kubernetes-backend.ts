@@ -30,7 +30,7 @@ import {
   hostOf,
   type ResolvedSnapshot,
 } from "./discovery.ts";
-import { alignDown, dropTuplesBefore } from "./offset-alignment.ts";
+import { alignDown, dropTuplesBefore } from "../backend/offset-alignment.ts";
 import { serviceChanged } from "../backend/service-changed.ts";
 import type { TokenMinter } from "./token-minter.ts";
 

@@ -40,7 +40,7 @@ import type {
   ResumeReason,
   SnapshotInfo,
 } from "../backend/backend.ts";
-import { alignDown, tuplesAfter } from "../kubernetes/offset-alignment.ts";
+import { alignDown, tuplesAfter } from "../backend/offset-alignment.ts";
 import {
   envelopeLength,
   type EnvelopeRunSource,
