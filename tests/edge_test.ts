@@ -516,6 +516,15 @@ for (const runtime of EDGE_RUNTIMES) {
  * reach the edge as a stream that failed before its first message, which
  * resume rightly leaves alone (it answers Unavailable).
  */
+/**
+ * Where the link between the tiers is cut: past the response head and the
+ * first messages (about a third of the paced stream). Earlier cuts fail on
+ * Bun 1.4.4, whose fetch drops body bytes that arrive in the same read as
+ * the connection closing: the edge then sees a failure before any message,
+ * which resume deliberately does not retry (README, Deployment shapes).
+ */
+const MID_STREAM_CUT_BYTES = 1500;
+
 async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
   const f = await inClusterTier();
   const edge = await startEdgeHost(runtime, {
@@ -524,7 +533,7 @@ async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
   try {
     for (const [name, transport] of Object.entries(transports)) {
       const client = createClient(SnapshotMetadata, transport(edge.url));
-      const cut = f.proxy.cutAfter(600);
+      const cut = f.proxy.cutAfter(MID_STREAM_CUT_BYTES);
       deepStrictEqual(
         await collectTuples(client.getMetadataAllocated({
           namespace: NS,
@@ -537,7 +546,7 @@ async function cutBetweenTiers(runtime: EdgeRuntime): Promise<void> {
       await cut; // it really was cut
     }
     for (const format of ["ndjson", "sse"] as const) {
-      const cut = f.proxy.cutAfter(600);
+      const cut = f.proxy.cutAfter(MID_STREAM_CUT_BYTES);
       const records = await httpJsonRecords(
         `${edge.url}/v1/namespaces/${NS}/snapshots/paced/allocated?maxResults=2`,
         format,

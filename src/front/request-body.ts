@@ -34,7 +34,12 @@ export async function readRequestBody(
   const iterator = body instanceof ReadableStream
     ? body.values({ preventCancel: false })
     : body[Symbol.asyncIterator]();
-  const stop = Promise.withResolvers<never>();
+  // Not Promise.withResolvers: the edge bundle also runs on Node 20.
+  let reject!: (reason: unknown) => void;
+  const stop = {
+    promise: new Promise<never>((_, r) => (reject = r)),
+    reject: (reason: unknown) => reject(reason),
+  };
   stop.promise.catch(() => {}); // raced below; never unhandled
   const timeoutMs = options.timeoutMs ?? BODY_TIMEOUT_MS;
   const timer = setTimeout(
