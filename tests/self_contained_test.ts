@@ -1,7 +1,7 @@
 /**
  * A clone from a forge holds the repository and nothing beside it, so no
  * source, test, bench or manifest may point outside the repository: no
- * relative path that climbs above its root (`../shared/…`), no absolute path
+ * relative path that climbs above its root (`../<a sibling>/…`), no absolute path
  * of a developer's machine. Fixtures live in tests/fixtures/ (see its README).
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
@@ -59,7 +59,7 @@ Deno.test("the checker flags paths that leave the repository, and only those", (
       root,
       "tests/x_test.ts",
       [
-        'new URL("../../shared/vectors/a.json", import.meta.url)',
+        'new URL("../../sibling-checkout/a.json", import.meta.url)',
         'const ok = new URL("./fixtures/real-sidecar/", import.meta.url);',
         'import { x } from "../src/wire/envelopes.ts";',
         'Deno.readTextFile("/work/shared/design.md")',
@@ -69,7 +69,7 @@ Deno.test("the checker flags paths that leave the repository, and only those", (
       ].join("\n"),
     ),
     [
-      "tests/x_test.ts:1: ../../shared/vectors/a.json",
+      "tests/x_test.ts:1: ../../sibling-checkout/a.json",
       'tests/x_test.ts:4: Deno.readTextFile("/work/shared/design.md")',
       "tests/x_test.ts:6: ../..",
     ],
