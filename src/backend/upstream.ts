@@ -10,7 +10,8 @@ import {
   GetMetadataAllocatedRequestSchema,
   GetMetadataDeltaRequestSchema,
 } from "../../gen/snapshotmetadata/snapshotmetadata_pb.ts";
-import type { AllocatedQuery, DeltaQuery } from "./backend.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { AllocatedQuery, DeltaQuery, SnapshotInfo } from "./backend.ts";
 
 export const ALLOCATED_PATH =
   "/snapshotmetadata.SnapshotMetadata/GetMetadataAllocated";
@@ -85,4 +86,23 @@ export function deltaRequest(
       maxResults: query.maxResults,
     }),
   );
+}
+
+/**
+ * One snapshot out of an upstream's list: relays that can only list
+ * (another gateway's ListSnapshots) answer getSnapshot with this.
+ */
+export function snapshotNamed(
+  snapshots: SnapshotInfo[],
+  namespace: string,
+  name: string,
+): SnapshotInfo {
+  const found = snapshots.find((s) => s.name === name);
+  if (!found) {
+    throw new ConnectError(
+      `snapshot ${namespace}/${name} not found upstream`,
+      Code.NotFound,
+    );
+  }
+  return found;
 }

@@ -16,7 +16,6 @@
  * - Delta by name and the snapshot list use the upstream's GatewayService.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ListSnapshotsRequestSchema,
   ListSnapshotsResponseSchema,
@@ -34,6 +33,7 @@ import {
   allocatedRequest,
   DELTA_PATH,
   deltaRequest,
+  snapshotNamed,
 } from "../backend/upstream.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
 import {
@@ -98,16 +98,11 @@ export class ConnectUpstreamBackend implements Backend {
     name: string,
     options: CallOptions,
   ): Promise<SnapshotInfo> {
-    const found = (await this.listSnapshots(namespace, options)).find((s) =>
-      s.name === name
+    return snapshotNamed(
+      await this.listSnapshots(namespace, options),
+      namespace,
+      name,
     );
-    if (!found) {
-      throw new ConnectError(
-        `snapshot ${namespace}/${name} not found upstream`,
-        Code.NotFound,
-      );
-    }
-    return found;
   }
 
   async listSnapshots(

@@ -25,6 +25,7 @@ import {
   allocatedRequest,
   DELTA_PATH,
   deltaRequest,
+  snapshotNamed,
   type UpstreamChannel,
 } from "../backend/upstream.ts";
 import { type EnvelopeRunSource, messagesOfRuns } from "../wire/envelopes.ts";
@@ -74,16 +75,11 @@ export class GrpcRelayBackend implements Backend {
     name: string,
     options: CallOptions,
   ): Promise<SnapshotInfo> {
-    const found = (await this.listSnapshots(namespace, options)).find((s) =>
-      s.name === name
+    return snapshotNamed(
+      await this.listSnapshots(namespace, options),
+      namespace,
+      name,
     );
-    if (!found) {
-      throw new ConnectError(
-        `snapshot ${namespace}/${name} not found upstream`,
-        Code.NotFound,
-      );
-    }
-    return found;
   }
 
   async listSnapshots(
