@@ -509,14 +509,6 @@ for (const runtime of EDGE_RUNTIMES) {
 }
 
 /**
- * Each stream is the target's blocks, paced like a real sidecar's, and the
- * link is cut 600 response bytes in (a few messages). Paced, because Bun's
- * fetch (1.4.4) drops body bytes that arrive in the same read as the
- * connection's end: a stream sent whole in one burst and then cut would
- * reach the edge as a stream that failed before its first message, which
- * resume rightly leaves alone (it answers Unavailable).
- */
-/**
  * Where the link between the tiers is cut: past the response head and the
  * first messages (about a third of the paced stream). Earlier cuts fail on
  * Bun 1.4.4, whose fetch drops body bytes that arrive in the same read as

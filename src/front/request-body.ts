@@ -31,8 +31,22 @@ export async function readRequestBody(
   options: ReadBodyOptions,
 ): Promise<Uint8Array> {
   if (body === null) return new Uint8Array(0);
-  const iterator = body instanceof ReadableStream
-    ? body.values({ preventCancel: false })
+  // A Web stream is read through its own reader: reader.cancel() ends a
+  // read still pending (a stalled body), where an async iterator's return()
+  // would queue behind it and never run.
+  const reader = body instanceof ReadableStream ? body.getReader() : undefined;
+  const iterator: AsyncIterator<Uint8Array> = reader
+    ? {
+      next: async () => {
+        const r = await reader.read();
+        return r.done ? { done: true, value: undefined } : r;
+      },
+      return: async () => {
+        await reader.cancel();
+        reader.releaseLock();
+        return { done: true, value: undefined };
+      },
+    }
     : body[Symbol.asyncIterator]();
   // Not Promise.withResolvers: the edge bundle also runs on Node 20.
   let reject!: (reason: unknown) => void;
@@ -79,9 +93,16 @@ export async function readRequestBody(
       chunks.push(r.value);
     }
   } catch (e) {
-    // Stop reading: the runtime may then close the connection rather than
-    // wait for the rest of a body nobody will read.
-    iterator.return?.().catch(() => {});
+    // Stop reading, so the runtime closes the connection rather than wait
+    // for the rest of a body nobody will read — on the next turn: Deno's
+    // HTTP/1.1 server drains a body dropped before the answer is set, and
+    // closes the connection for one dropped after (the answer is set within
+    // this turn's microtasks). connect-es's iterable over a fetch body has
+    // no return(); its throw() cancels the reader.
+    setTimeout(() => {
+      const stopped = iterator.return ? iterator.return() : iterator.throw?.(e);
+      stopped?.catch(() => {});
+    }, 0);
     throw e;
   } finally {
     clearTimeout(timer);
