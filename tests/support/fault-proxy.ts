@@ -10,7 +10,8 @@
  *   half-close pass `at` bytes, then FIN toward the client only and pass nothing more
  *   delay      hold the bytes for `ms`, then go on
  *   stall      stop passing bytes for `ms` (writes back up), then go on
- *   throttle   from there on, pass a few bytes at a time with a pause between
+ *   throttle   from there on (until re-armed), pass 512 bytes at a time with a
+ *              pause of `ms` between
  *
  * The plan is the test's (chosen from a seed); the proxy only carries it
  * out, so a run replays from its seed.
@@ -100,7 +101,11 @@ export function startFaultProxy(target: { port: number }): FaultProxy {
   /** server → client: where faults happen. */
   async function downstreamPump(p: Pair) {
     const buf = new Uint8Array(64 * 1024);
-    let throttled = false;
+    // The plan that throttles this connection. A throttle belongs to its
+    // run: once the proxy is re-armed it ends. (It once outlived its run on
+    // the gateway's long-lived upstream connection, and a later run's stall
+    // plan set its pause: 512 bytes per 300–1000 ms, seen as a hang.)
+    let throttledBy: FaultPlan | undefined;
     try {
       for (;;) {
         const n = await p.server.read(buf);
@@ -134,15 +139,15 @@ export function startFaultProxy(target: { port: number }): FaultProxy {
               await sleep(armed.ms);
               break;
             case "throttle":
-              throttled = true;
+              throttledBy = armed;
               break;
           }
         }
         count += chunk.length;
-        if (throttled) {
+        if (throttledBy !== undefined && throttledBy === plan) {
           for (let i = 0; i < chunk.length; i += 512) {
             await writeAll(p.client, chunk.subarray(i, i + 512));
-            await sleep(armed?.ms ?? 1);
+            await sleep(throttledBy.ms);
           }
         } else {
           await writeAll(p.client, chunk);
